@@ -1,0 +1,3 @@
+//! `deployer` command-line entry point.
+
+fn main() {}

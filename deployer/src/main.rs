@@ -1,3 +1,48 @@
-//! `deployer` command-line entry point.
+//! `deployer`: parses the command line, runs one command, prints errors on one line and exits with its code.
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use deployer::cli::{Cli, Command};
+use deployer::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let config = || Config::load(&cli.config, std::env::var("AWS_ENDPOINT_URL").ok());
+    match cli.command {
+        Command::Check { file, out } => deployer::check::run(&file, &out, cli.output).map(|()| 0),
+        Command::Plan => deployer::commands::plan(&config()?, cli.output).await,
+        Command::Up => deployer::commands::up(&config()?, cli.output)
+            .await
+            .map(|()| 0),
+        Command::Down { purge } => deployer::commands::down(&config()?, cli.output, purge)
+            .await
+            .map(|()| 0),
+        Command::Smoke { timeout, keep } => {
+            deployer::smoke::run(&config()?, cli.output, timeout, keep)
+                .await
+                .map(|()| 0)
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! AWS clients for one target (endpoint, region, credentials), the call-counting interceptor and SDK error text.
+//!
+//! Invariant: every control-plane call the deployer makes goes through a client built here, so
+//! the `CallLog` sees all of them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use serde::Serialize;
+
+use crate::config::{Credentials, Target};
+
+/// One client per service the deployer drives, all sharing one `CallLog`.
+#[derive(Clone, Debug)]
+pub struct Aws {
+    pub s3: aws_sdk_s3::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub calls: CallLog,
+    pub endpoint: Option<String>,
+}
+
+/// Attempts per call (the first try plus retries), in the SDK's standard retry mode.
+pub const MAX_ATTEMPTS: u32 = 6;
+
+impl Aws {
+    /// Builds the clients. Makes no call: credentials are resolved lazily by the first request.
+    pub async fn connect(target: &Target) -> Aws {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(target.region.clone()))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(Duration::from_millis(100)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(endpoint) = &target.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if target.credentials == Credentials::Emulator {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "emulator",
+            ));
+        }
+        let sdk = loader.load().await;
+        Aws::from_sdk_config(&sdk, target.endpoint.clone())
+    }
+
+    /// Builds the clients from an SDK config (tests pass one with a replay HTTP client).
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig, endpoint: Option<String>) -> Aws {
+        let calls = CallLog::default();
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(endpoint.is_some())
+            .interceptor(calls.clone())
+            .build();
+        Aws {
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            iam: aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(sdk)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            lambda: aws_sdk_lambda::Client::from_conf(
+                aws_sdk_lambda::config::Builder::from(sdk)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            sts: aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(sdk)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            logs: aws_sdk_cloudwatchlogs::Client::from_conf(
+                aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(sdk)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            calls,
+            endpoint,
+        }
+    }
+}
+
+/// Counts every call made through the clients: by operation, whether it mutates, and attempts.
+#[derive(Clone, Debug, Default)]
+pub struct CallLog(Arc<Mutex<CallCounts>>);
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CallCounts {
+    /// Calls whose operation changes something (anything but Get/List/Describe/Head/Filter).
+    pub mutating: u64,
+    pub total: u64,
+    /// HTTP attempts, so `attempts - total` is the number of retries.
+    pub attempts: u64,
+    /// `service:Operation` → calls, for mutating operations.
+    pub mutating_operations: BTreeMap<String, u64>,
+}
+
+impl CallLog {
+    pub fn snapshot(&self) -> CallCounts {
+        self.0.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, update: impl FnOnce(&mut CallCounts)) {
+        if let Ok(mut counts) = self.0.lock() {
+            update(&mut counts);
+        }
+    }
+}
+
+/// Whether an API operation changes state, judged by its name.
+pub fn is_mutating(operation: &str) -> bool {
+    !["Get", "List", "Describe", "Head", "Filter"]
+        .iter()
+        .any(|read| operation.starts_with(read))
+}
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let (service, operation) = cfg
+            .load::<Metadata>()
+            .map(|m| (m.service().to_owned(), m.name().to_owned()))
+            .unwrap_or_default();
+        self.record(|c| {
+            c.total += 1;
+            if is_mutating(&operation) {
+                c.mutating += 1;
+                *c.mutating_operations
+                    .entry(format!("{service}:{operation}"))
+                    .or_default() += 1;
+            }
+        });
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.record(|c| c.attempts += 1);
+        Ok(())
+    }
+}
+
+/// An SDK error as one line: the service's error code and message when it answered, otherwise
+/// what went wrong on the way (connection refused, timeout) with every cause.
+pub struct SdkErrorText<'a, E, R>(pub &'a SdkError<E, R>);
+
+impl<E, R> fmt::Display for SdkErrorText<'_, E, R>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            SdkError::ServiceError(service) => {
+                let err = service.err();
+                match (err.code(), err.message()) {
+                    (Some(code), Some(message)) => write!(f, "{code}: {message}"),
+                    (Some(code), None) => f.write_str(code),
+                    _ => write!(
+                        f,
+                        "{}",
+                        aws_smithy_types::error::display::DisplayErrorContext(err)
+                    ),
+                }
+            }
+            other => {
+                let text = aws_smithy_types::error::display::DisplayErrorContext(other).to_string();
+                f.write_str(&text.replace('\n', " "))
+            }
+        }
+    }
+}
+
+/// Converts an SDK error into an `anyhow::Error` whose text has the code and message.
+pub fn sdk_error<E, R>(err: SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    let hint = match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            " (is the endpoint reachable? for the local emulator run `make emulator`)"
+        }
+        _ => "",
+    };
+    anyhow::anyhow!("{}{hint}", SdkErrorText(&err))
+}
+
+/// The service error code of an SDK error, when the service answered with one.
+pub fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<&str> {
+    match err {
+        SdkError::ServiceError(service) => service.err().code(),
+        _ => None,
+    }
+}
+
+/// Who we are acting as, from STS.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub account: String,
+    /// `aws`, `aws-cn` or `aws-us-gov`: the first field of every ARN we build.
+    pub partition: String,
+    pub arn: String,
+}
+
+impl Aws {
+    pub async fn identity(&self) -> anyhow::Result<Identity> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(sdk_error)
+            .map_err(|e| e.context("asking STS who we are (GetCallerIdentity)"))?;
+        let account = out.account().unwrap_or_default().to_owned();
+        let arn = out.arn().unwrap_or_default().to_owned();
+        if account.is_empty() {
+            anyhow::bail!("STS GetCallerIdentity returned no account id");
+        }
+        let partition = arn
+            .split(':')
+            .nth(1)
+            .filter(|p| !p.is_empty())
+            .unwrap_or("aws")
+            .to_owned();
+        Ok(Identity {
+            account,
+            partition,
+            arn,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_not_mutating() {
+        for op in [
+            "GetFunction",
+            "ListTags",
+            "DescribeLogGroups",
+            "HeadBucket",
+            "FilterLogEvents",
+            "GetCallerIdentity",
+        ] {
+            assert!(!is_mutating(op), "{op}");
+        }
+        for op in [
+            "CreateBucket",
+            "PutBucketTagging",
+            "UpdateFunctionCode",
+            "AddPermission",
+            "DeleteRole",
+            "TagResource",
+        ] {
+            assert!(is_mutating(op), "{op}");
+        }
+    }
+}

@@ -42,6 +42,13 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Check a function zip: an executable `bootstrap` of the given architecture.
+    Artifact {
+        /// The zip built by `make build`.
+        zip: PathBuf,
+        #[arg(long, value_parser = ["arm64", "x86_64"])]
+        architecture: String,
+    },
     /// Validate a local CSV file with the pipeline's own rules; no AWS involved.
     Check {
         /// The CSV file.

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use deployer::artifact::{Architecture, Artifact};
 use deployer::cli::{Cli, Command};
 use deployer::config::Config;
 
@@ -32,6 +33,22 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let config = || Config::load(&cli.config, std::env::var("AWS_ENDPOINT_URL").ok());
     match cli.command {
         Command::Check { file, out } => deployer::check::run(&file, &out, cli.output).map(|()| 0),
+        Command::Artifact { zip, architecture } => {
+            let architecture = if architecture == "arm64" {
+                Architecture::Arm64
+            } else {
+                Architecture::X86_64
+            };
+            let artifact = Artifact::inspect(&zip, architecture)?;
+            println!(
+                "{}: executable {} bootstrap, {} bytes, CodeSha256 {}",
+                zip.display(),
+                artifact.architecture,
+                artifact.size,
+                artifact.code_sha256
+            );
+            Ok(0)
+        }
         Command::Plan => deployer::commands::plan(&config()?, cli.output).await,
         Command::Up => deployer::commands::up(&config()?, cli.output)
             .await

@@ -1,0 +1,327 @@
+//! The AWS layer against a real emulator (ministack): converge from empty, no-op re-runs, drift
+//! repair, foreign resources left alone, teardown. Run by `make test` (scripts/e2e.sh), which
+//! starts a fresh emulator and sets `CSV_INGEST_TEST_ENDPOINT`; each test owns a stack.
+
+mod support;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Event, LambdaFunctionConfiguration, NotificationConfiguration};
+use deployer::artifact::Artifact;
+use deployer::aws::{Aws, CallCounts};
+use deployer::config::Config;
+use deployer::plan::{Action, Plan};
+use deployer::report::{Output, Reporter};
+use deployer::resources::Deletion;
+use deployer::stack::{self, Desired, Names, Removed};
+
+struct Stack {
+    config: Config,
+    artifact: Artifact,
+    aws: Aws,
+}
+
+impl Stack {
+    async fn new(test: &str, extra: &str) -> Stack {
+        let (config, artifact) =
+            support::config(&support::stack_name(test), &support::endpoint(), extra);
+        let aws = Aws::connect(&config.target).await;
+        Stack {
+            config,
+            artifact,
+            aws,
+        }
+    }
+
+    /// A fresh client, so call counts start at zero.
+    async fn client(&self) -> Aws {
+        Aws::connect(&self.config.target).await
+    }
+
+    async fn plan(&self) -> Plan {
+        let aws = self.client().await;
+        let identity = aws.identity().await.unwrap();
+        let desired = Desired::new(&self.config, &identity, &self.artifact);
+        let observed = stack::read(&aws, &desired).await.unwrap();
+        stack::diff(&desired, &observed).1
+    }
+
+    /// `up`: returns the plan it applied and the calls it made.
+    async fn up(&self) -> anyhow::Result<(Plan, CallCounts)> {
+        let aws = self.client().await;
+        let identity = aws.identity().await?;
+        let desired = Desired::new(&self.config, &identity, &self.artifact);
+        let observed = stack::read(&aws, &desired).await?;
+        let (changes, plan) = stack::diff(&desired, &observed);
+        stack::apply(
+            &aws,
+            &desired,
+            &observed,
+            &changes,
+            &plan,
+            &Reporter::new(Output::Json),
+        )
+        .await?;
+        Ok((plan, aws.calls.snapshot()))
+    }
+
+    async fn down(&self, purge: bool) -> Vec<Removed> {
+        let aws = self.client().await;
+        let identity = aws.identity().await.unwrap();
+        stack::down(
+            &aws,
+            &Names::new(&self.config),
+            &identity,
+            purge,
+            &Reporter::new(Output::Json),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+fn changed(plan: &Plan) -> Vec<(String, Action, Vec<String>)> {
+    plan.resources
+        .iter()
+        .filter(|r| r.action != Action::Unchanged)
+        .map(|r| {
+            (
+                r.kind.to_owned(),
+                r.action,
+                r.changes.iter().map(|c| c.property.clone()).collect(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs ministack: run by `make test`"]
+async fn up_from_empty_creates_everything_then_nothing_changes() {
+    let s = Stack::new("fresh", "").await;
+    let before = s.plan().await;
+    assert_eq!(before.counts.create, 8, "{before}");
+    let (applied, calls) = s.up().await.unwrap();
+    assert_eq!(applied.counts.create, 8);
+    assert!(calls.mutating > 8, "{calls:?}");
+
+    let after = s.plan().await;
+    assert!(after.is_empty(), "{after}");
+    let (noop, calls) = s.up().await.unwrap();
+    assert!(noop.is_empty());
+    assert_eq!(
+        calls.mutating, 0,
+        "a no-op up made mutating calls: {calls:?}"
+    );
+
+    let removed = s.down(true).await;
+    assert!(
+        removed.iter().all(|r| r.deletion == Deletion::Deleted),
+        "{removed:?}"
+    );
+    assert_eq!(s.plan().await.counts.create, 8);
+    // Twice is fine.
+    assert!(
+        s.down(true)
+            .await
+            .iter()
+            .all(|r| r.deletion == Deletion::Absent)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs ministack: run by `make test`"]
+async fn memory_changed_out_of_band_is_the_one_change() {
+    let s = Stack::new("drift", "").await;
+    s.up().await.unwrap();
+    s.aws
+        .lambda
+        .update_function_configuration()
+        .function_name(&s.config.function.name)
+        .memory_size(512)
+        .send()
+        .await
+        .unwrap();
+
+    let plan = s.plan().await;
+    assert_eq!(
+        changed(&plan),
+        vec![(
+            "lambda function".to_owned(),
+            Action::Update,
+            vec!["memory_mb".to_owned()]
+        )]
+    );
+    let change = &plan
+        .resources
+        .iter()
+        .find(|r| r.action == Action::Update)
+        .unwrap()
+        .changes[0];
+    assert_eq!(
+        (change.old.as_deref(), change.new.as_deref()),
+        (Some("512"), Some("256"))
+    );
+
+    let (_, calls) = s.up().await.unwrap();
+    assert_eq!(
+        calls.mutating_operations.into_iter().collect::<Vec<_>>(),
+        vec![("Lambda:UpdateFunctionConfiguration".to_owned(), 1)]
+    );
+    assert!(s.plan().await.is_empty());
+    s.down(true).await;
+}
+
+#[tokio::test]
+#[ignore = "needs ministack: run by `make test`"]
+async fn function_deleted_by_hand_is_recreated_alone() {
+    let s = Stack::new("recreate", "").await;
+    s.up().await.unwrap();
+    s.aws
+        .lambda
+        .delete_function()
+        .function_name(&s.config.function.name)
+        .send()
+        .await
+        .unwrap();
+
+    let plan = s.plan().await;
+    let kinds: Vec<(String, Action)> = changed(&plan).into_iter().map(|(k, a, _)| (k, a)).collect();
+    // The invoke permission lived on the deleted function, so it comes back with it.
+    assert_eq!(
+        kinds,
+        vec![
+            ("lambda function".to_owned(), Action::Create),
+            ("lambda permission".to_owned(), Action::Create)
+        ]
+    );
+    let (_, calls) = s.up().await.unwrap();
+    let ops: Vec<String> = calls.mutating_operations.keys().cloned().collect();
+    assert_eq!(
+        ops,
+        ["Lambda:AddPermission", "Lambda:CreateFunction"],
+        "{calls:?}"
+    );
+    assert!(s.plan().await.is_empty());
+    s.down(true).await;
+}
+
+#[tokio::test]
+#[ignore = "needs ministack: run by `make test`"]
+async fn foreign_notification_survives_up_and_down() {
+    let s = Stack::new("notify", "").await;
+    s.up().await.unwrap();
+    let ingest = s.config.buckets.ingest.clone();
+    let theirs = LambdaFunctionConfiguration::builder()
+        .id("someone-elses")
+        .lambda_function_arn("arn:aws:lambda:us-east-1:000000000000:function:audit")
+        .events(Event::from("s3:ObjectRemoved:*"))
+        .build()
+        .unwrap();
+    // By hand: replace the whole configuration with only theirs (ours is gone too).
+    s.aws
+        .s3
+        .put_bucket_notification_configuration()
+        .bucket(&ingest)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .lambda_function_configurations(theirs)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ids = |out: &aws_sdk_s3::operation::get_bucket_notification_configuration::GetBucketNotificationConfigurationOutput| {
+        let mut ids: Vec<String> = out
+            .lambda_function_configurations()
+            .iter()
+            .filter_map(|c| c.id().map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids
+    };
+
+    let plan = s.plan().await;
+    assert_eq!(changed(&plan).len(), 1, "{plan}");
+    s.up().await.unwrap();
+    let out = s
+        .aws
+        .s3
+        .get_bucket_notification_configuration()
+        .bucket(&ingest)
+        .send()
+        .await
+        .unwrap();
+    let ours = Names::new(&s.config).notification_id;
+    let mut want = vec![ours, "someone-elses".to_owned()];
+    want.sort();
+    assert_eq!(ids(&out), want);
+
+    // Keep the bucket (an object in it, no purge) to look at its configuration after `down`.
+    s.aws
+        .s3
+        .put_object()
+        .bucket(&ingest)
+        .key("keep/me.txt")
+        .body(ByteStream::from_static(b"not a csv"))
+        .send()
+        .await
+        .unwrap();
+    let removed = s.down(false).await;
+    let bucket = removed
+        .iter()
+        .find(|r| r.kind == "s3 bucket" && r.name.starts_with(&ingest))
+        .unwrap();
+    assert!(
+        matches!(&bucket.deletion, Deletion::Kept(why) if why.contains("--purge")),
+        "{bucket:?}"
+    );
+    let out = s
+        .aws
+        .s3
+        .get_bucket_notification_configuration()
+        .bucket(&ingest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ids(&out), vec!["someone-elses".to_owned()]);
+    s.down(true).await;
+}
+
+#[tokio::test]
+#[ignore = "needs ministack: run by `make test`"]
+async fn a_same_named_bucket_without_our_tag_is_refused_and_kept() {
+    let s = Stack::new("foreign", "").await;
+    let raw = s.config.buckets.raw.clone();
+    s.aws.s3.create_bucket().bucket(&raw).send().await.unwrap();
+
+    let plan = s.plan().await;
+    let conflict = plan
+        .resources
+        .iter()
+        .find(|r| r.action == Action::Conflict)
+        .unwrap();
+    assert!(conflict.name.starts_with(&raw));
+    assert!(conflict.note.as_deref().unwrap().contains("not ours"));
+    let err = s.up().await.unwrap_err().to_string();
+    assert!(
+        err.contains("refusing to deploy") && err.contains(&raw),
+        "{err}"
+    );
+
+    let removed = s.down(true).await;
+    let kept = removed
+        .iter()
+        .find(|r| r.kind == "s3 bucket" && r.name.starts_with(&raw))
+        .unwrap();
+    assert!(
+        matches!(&kept.deletion, Deletion::Kept(why) if why.contains("not ours")),
+        "{kept:?}"
+    );
+    s.aws
+        .s3
+        .head_bucket()
+        .bucket(&raw)
+        .send()
+        .await
+        .expect("the foreign bucket must survive down");
+    s.aws.s3.delete_bucket().bucket(&raw).send().await.unwrap();
+}

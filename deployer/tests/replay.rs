@@ -1,0 +1,120 @@
+//! With the SDK's replay HTTP client: applying an empty diff sends no request at all, and a
+//! real change sends exactly its call (so the harness does see requests).
+
+mod support;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
+use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+use aws_smithy_types::body::SdkBody;
+use deployer::aws::{Aws, Identity};
+use deployer::report::{Output, Reporter};
+use deployer::resources::{bucket, function, log_group, notification, permission, role};
+use deployer::stack::{self, Changes, Desired};
+
+fn aws_with(replay: &StaticReplayClient) -> Aws {
+    let sdk = SdkConfig::builder()
+        .http_client(replay.clone())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "a", "b", None, None, "test",
+        )))
+        .behavior_version(BehaviorVersion::latest())
+        .build();
+    Aws::from_sdk_config(&sdk, None)
+}
+
+fn desired() -> Desired {
+    let (config, artifact) = support::config("replay", "http://127.0.0.1:9", "");
+    let identity = Identity {
+        account: "000000000000".into(),
+        partition: "aws".into(),
+        arn: "arn:aws:iam::000000000000:root".into(),
+    };
+    Desired::new(&config, &identity, &artifact)
+}
+
+#[tokio::test]
+async fn no_change_sends_no_request() {
+    let replay = StaticReplayClient::new(vec![]);
+    let aws = aws_with(&replay);
+    let d = desired();
+    for spec in &d.buckets {
+        bucket::apply(&aws, spec, &[]).await.unwrap();
+    }
+    role::apply(&aws, &d.role, &[]).await.unwrap();
+    log_group::apply(&aws, &d.log_group, None, &[])
+        .await
+        .unwrap();
+    function::apply(&aws, &d.function, &d.permission.function_arn, &[])
+        .await
+        .unwrap();
+    permission::apply(&aws, &d.permission, &[]).await.unwrap();
+    notification::apply(&aws, &d.notification, &[])
+        .await
+        .unwrap();
+
+    // The whole stack with an empty diff, as a no-op `up` runs it.
+    let observed = stack::Observed {
+        buckets: vec![None, None, None],
+        role: None,
+        log_group: None,
+        function: None,
+        permission: None,
+        notification: None,
+    };
+    let changes = Changes {
+        buckets: vec![vec![], vec![], vec![]],
+        ..Changes::default()
+    };
+    let plan = deployer::plan::Plan::new(vec![]);
+    stack::apply(
+        &aws,
+        &d,
+        &observed,
+        &changes,
+        &plan,
+        &Reporter::new(Output::Json),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(replay.actual_requests().count(), 0);
+    assert_eq!(aws.calls.snapshot().total, 0);
+}
+
+#[tokio::test]
+async fn one_change_sends_exactly_its_call() {
+    let ok = ReplayEvent::new(
+        http::Request::builder()
+            .uri("https://logs.us-east-1.amazonaws.com/")
+            .body(SdkBody::empty())
+            .unwrap(),
+        http::Response::builder()
+            .status(200)
+            .body(SdkBody::from("{}"))
+            .unwrap(),
+    );
+    let replay = StaticReplayClient::new(vec![ok]);
+    let aws = aws_with(&replay);
+    let d = desired();
+    let change = log_group::Change::Retention { old: None, new: 14 };
+    log_group::apply(&aws, &d.log_group, None, &[change])
+        .await
+        .unwrap();
+
+    let requests: Vec<_> = replay.actual_requests().collect();
+    assert_eq!(requests.len(), 1);
+    let body = std::str::from_utf8(requests[0].body().bytes().unwrap()).unwrap();
+    assert!(body.contains("\"retentionInDays\":14"), "{body}");
+    let calls = aws.calls.snapshot();
+    assert_eq!(calls.mutating, 1);
+    assert_eq!(
+        calls
+            .mutating_operations
+            .get("CloudWatch Logs:PutRetentionPolicy")
+            .copied(),
+        Some(1),
+        "{calls:?}"
+    );
+}

@@ -1,0 +1,151 @@
+//! Per-file CloudWatch metrics as Embedded Metric Format (EMF) log lines.
+//!
+//! Lambda ships every stdout line to CloudWatch Logs, which turns a JSON line carrying an
+//! `_aws.CloudWatchMetrics` directive into metrics: no API call, no extra permission.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+/// The CloudWatch namespace of the function's metrics.
+pub const NAMESPACE: &str = "CsvIngest";
+
+/// What one processed file contributes to the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMetrics {
+    pub records_in: u64,
+    pub clean: u64,
+    pub rejected: u64,
+    pub bytes_in: u64,
+    pub duration_ms: u64,
+}
+
+/// Renders one EMF line (no trailing newline) for `metrics`, with the dimension
+/// `FunctionName`, plus `source` and `requestId` as searchable (non-metric) properties.
+/// `timestamp_ms` is milliseconds since the Unix epoch.
+pub fn render_emf(
+    metrics: &FileMetrics,
+    function_name: &str,
+    source: &str,
+    request_id: &str,
+    timestamp_ms: u64,
+) -> String {
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["FunctionName"]],
+                "Metrics": [
+                    {"Name": "RecordsIn", "Unit": "Count"},
+                    {"Name": "Clean", "Unit": "Count"},
+                    {"Name": "Rejected", "Unit": "Count"},
+                    {"Name": "BytesIn", "Unit": "Bytes"},
+                    {"Name": "DurationMs", "Unit": "Milliseconds"},
+                ],
+            }],
+        },
+        "FunctionName": function_name,
+        "RecordsIn": metrics.records_in,
+        "Clean": metrics.clean,
+        "Rejected": metrics.rejected,
+        "BytesIn": metrics.bytes_in,
+        "DurationMs": metrics.duration_ms,
+        "source": source,
+        "requestId": request_id,
+    })
+    .to_string()
+}
+
+/// Where EMF lines go: stdout in Lambda, nowhere or a shared buffer in tests and benchmarks.
+#[derive(Clone, Debug, Default)]
+pub enum MetricsSink {
+    #[default]
+    Stdout,
+    Discard,
+    Memory(Arc<Mutex<Vec<String>>>),
+}
+
+impl MetricsSink {
+    pub fn emit(&self, line: String) {
+        match self {
+            MetricsSink::Stdout => {
+                // One write of the whole line so it is never interleaved with a log line; a
+                // closed stdout loses the metric, never the file's processing.
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(format!("{line}\n").as_bytes());
+                let _ = out.flush();
+            }
+            MetricsSink::Discard => {}
+            MetricsSink::Memory(lines) => {
+                if let Ok(mut lines) = lines.lock() {
+                    lines.push(line);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_line_declares_every_metric_with_its_unit_and_value() {
+        let m = FileMetrics {
+            records_in: 4,
+            clean: 2,
+            rejected: 2,
+            bytes_in: 309,
+            duration_ms: 17,
+        };
+        let line = render_emf(&m, "csv-ingest", "in/users.csv", "req-1", 1_750_777_200_000);
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("valid json");
+        assert_eq!(v["_aws"]["Timestamp"], 1_750_777_200_000u64);
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "CsvIngest");
+        assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
+        let declared: Vec<(String, String)> = directive["Metrics"]
+            .as_array()
+            .expect("metrics array")
+            .iter()
+            .map(|m| {
+                (
+                    m["Name"].as_str().unwrap_or_default().to_owned(),
+                    m["Unit"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            declared,
+            [
+                ("RecordsIn", "Count"),
+                ("Clean", "Count"),
+                ("Rejected", "Count"),
+                ("BytesIn", "Bytes"),
+                ("DurationMs", "Milliseconds"),
+            ]
+            .map(|(n, u)| (n.to_owned(), u.to_owned()))
+        );
+        // Every declared metric and dimension has a top-level value.
+        assert_eq!(v["FunctionName"], "csv-ingest");
+        assert_eq!(v["RecordsIn"], 4);
+        assert_eq!(v["Clean"], 2);
+        assert_eq!(v["Rejected"], 2);
+        assert_eq!(v["BytesIn"], 309);
+        assert_eq!(v["DurationMs"], 17);
+        assert_eq!(v["source"], "in/users.csv");
+        assert_eq!(v["requestId"], "req-1");
+    }
+
+    #[test]
+    fn memory_sink_keeps_lines() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = MetricsSink::Memory(lines.clone());
+        sink.emit("a".into());
+        MetricsSink::Discard.emit("b".into());
+        assert_eq!(*lines.lock().expect("lock"), ["a"]);
+    }
+}

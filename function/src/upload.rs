@@ -1,0 +1,258 @@
+//! Bounded-memory writing of one output object: one `PutObject` while it stays small, a
+//! multipart upload (at most `max_parts_in_flight` parts uploading at once) once it outgrows a
+//! part, committed only at the very end and aborted on any failure, so no partial object is
+//! ever visible.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+use crate::store::{CompletedPart, ObjectStore, Operation, StoreError};
+
+/// 8 MiB: above S3's 5 MiB minimum part size, small enough for 128 MB of Lambda memory.
+pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// How outputs are cut into parts and how many part uploads may overlap processing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UploadConfig {
+    /// An output buffer is handed off as a part once it holds at least this many bytes (parts
+    /// are therefore slightly larger than this, except the last). Must be at least 5 MiB
+    /// against real S3.
+    pub part_size: usize,
+    /// Part uploads of one output that may run while processing goes on (at least 1). Memory
+    /// per output is about `(max_parts_in_flight + 1) * part_size`.
+    pub max_parts_in_flight: usize,
+}
+
+impl Default for UploadConfig {
+    fn default() -> UploadConfig {
+        UploadConfig {
+            part_size: DEFAULT_PART_SIZE,
+            max_parts_in_flight: 2,
+        }
+    }
+}
+
+impl UploadConfig {
+    /// A fresh output buffer: room for one part plus the output of a few feeds past it, so
+    /// filling it rarely reallocates (untouched capacity costs no resident memory).
+    pub fn new_buffer(&self) -> Vec<u8> {
+        Vec::with_capacity(self.part_size + self.part_size / 4)
+    }
+}
+
+/// An unfinished multipart upload. Dropping it cancels the part uploads still running (the
+/// upload itself is discarded by [`OutputUpload::abort`], or by the bucket's lifecycle rule).
+struct Multipart {
+    upload_id: String,
+    next_part: i32,
+    done: Vec<CompletedPart>,
+    in_flight: VecDeque<JoinHandle<Result<CompletedPart, StoreError>>>,
+}
+
+impl Drop for Multipart {
+    fn drop(&mut self) {
+        for task in &self.in_flight {
+            task.abort();
+        }
+    }
+}
+
+/// Waits for one part upload task. A panic inside it is re-raised here (a bug, not an S3
+/// failure); a cancelled task only happens while tearing down, and reads as a failed part.
+async fn join_part(
+    task: JoinHandle<Result<CompletedPart, StoreError>>,
+    bucket: &str,
+    key: &str,
+) -> Result<CompletedPart, StoreError> {
+    match task.await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StoreError::transport(
+            Operation::UploadPart,
+            bucket,
+            key,
+            "part upload task was cancelled",
+        )),
+    }
+}
+
+/// One output object being written.
+pub struct OutputUpload<S> {
+    store: S,
+    bucket: String,
+    key: String,
+    config: UploadConfig,
+    multipart: Option<Multipart>,
+    /// Set by `prepare` when the object goes out as one `PutObject`.
+    single: Option<Bytes>,
+    /// Bytes handed to parts or to the single put so far.
+    size: u64,
+}
+
+impl<S> OutputUpload<S>
+where
+    S: ObjectStore + Clone + 'static,
+{
+    pub fn new(store: S, bucket: &str, key: &str, config: UploadConfig) -> OutputUpload<S> {
+        OutputUpload {
+            store,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            config: UploadConfig {
+                max_parts_in_flight: config.max_parts_in_flight.max(1),
+                ..config
+            },
+            multipart: None,
+            single: None,
+            size: 0,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The object's size so far (its final size once prepared).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Hands `buffer` off as a part once it has reached the part size (starting the multipart
+    /// upload on the first one), leaving it empty; a smaller buffer is left to grow. Also
+    /// surfaces the failure of any part upload that has already finished.
+    pub async fn offer(&mut self, buffer: &mut Vec<u8>) -> Result<(), StoreError> {
+        self.collect_finished().await?;
+        if buffer.len() < self.config.part_size {
+            return Ok(());
+        }
+        let part = std::mem::replace(buffer, self.config.new_buffer());
+        self.send_part(Bytes::from(part)).await
+    }
+
+    /// Ends the output with `rest` (what is left in its buffer): uploads it as the last part
+    /// and waits for every part, or keeps it for a single `PutObject`, with `header` and a
+    /// newline as the whole object when the output got no rows at all. After this, only
+    /// [`commit`](Self::commit) remains, and it moves no data.
+    pub async fn prepare(&mut self, rest: Vec<u8>, header: &str) -> Result<(), StoreError> {
+        if self.multipart.is_none() {
+            let body = if rest.is_empty() {
+                Bytes::from(format!("{header}\n"))
+            } else {
+                Bytes::from(rest)
+            };
+            self.size = body.len() as u64;
+            self.single = Some(body);
+            return Ok(());
+        }
+        if !rest.is_empty() {
+            self.send_part(Bytes::from(rest)).await?;
+        }
+        if let Some(mp) = self.multipart.as_mut() {
+            while let Some(task) = mp.in_flight.pop_front() {
+                let part = join_part(task, &self.bucket, &self.key).await?;
+                mp.done.push(part);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the prepared object visible (`PutObject` or `CompleteMultipartUpload`).
+    pub async fn commit(&mut self) -> Result<(), StoreError> {
+        if let Some(body) = self.single.take() {
+            return self.store.put_object(&self.bucket, &self.key, body).await;
+        }
+        if let Some(mp) = self.multipart.as_ref() {
+            self.store
+                .complete_multipart_upload(&self.bucket, &self.key, &mp.upload_id, &mp.done)
+                .await?;
+            // Completed: nothing left to abort.
+            self.multipart = None;
+        }
+        Ok(())
+    }
+
+    /// Discards an unfinished multipart upload: cancels running part uploads, waits for them
+    /// to stop, then `AbortMultipartUpload`. Best effort: a failure is logged (the bucket's
+    /// lifecycle rule removes what is left) and the original error stays the one reported.
+    pub async fn abort(&mut self) {
+        self.single = None;
+        let Some(mut mp) = self.multipart.take() else {
+            return;
+        };
+        for task in &mp.in_flight {
+            task.abort();
+        }
+        while let Some(task) = mp.in_flight.pop_front() {
+            let _ = task.await;
+        }
+        if let Err(e) = self
+            .store
+            .abort_multipart_upload(&self.bucket, &self.key, &mp.upload_id)
+            .await
+        {
+            tracing::warn!(
+                operation = %e.operation,
+                code = e.code.as_deref().unwrap_or(""),
+                bucket = %e.bucket,
+                key = %e.key,
+                s3_request_id = e.request_id.as_deref().unwrap_or(""),
+                upload_id = %mp.upload_id,
+                error = %e,
+                "could not abort multipart upload",
+            );
+        }
+    }
+
+    async fn collect_finished(&mut self) -> Result<(), StoreError> {
+        if let Some(mp) = self.multipart.as_mut() {
+            while mp.in_flight.front().is_some_and(|t| t.is_finished()) {
+                if let Some(task) = mp.in_flight.pop_front() {
+                    let part = join_part(task, &self.bucket, &self.key).await?;
+                    mp.done.push(part);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_part(&mut self, body: Bytes) -> Result<(), StoreError> {
+        if self.multipart.is_none() {
+            let upload_id = self
+                .store
+                .create_multipart_upload(&self.bucket, &self.key)
+                .await?;
+            self.multipart = Some(Multipart {
+                upload_id,
+                next_part: 1,
+                done: Vec::new(),
+                in_flight: VecDeque::new(),
+            });
+        }
+        let Some(mp) = self.multipart.as_mut() else {
+            return Ok(());
+        };
+        // Bounded overlap: wait for the oldest part before starting one more.
+        while mp.in_flight.len() >= self.config.max_parts_in_flight {
+            if let Some(task) = mp.in_flight.pop_front() {
+                let part = join_part(task, &self.bucket, &self.key).await?;
+                mp.done.push(part);
+            }
+        }
+        let part_number = mp.next_part;
+        mp.next_part += 1;
+        self.size += body.len() as u64;
+        let store = self.store.clone();
+        let bucket = self.bucket.clone();
+        let key = self.key.clone();
+        let upload_id = mp.upload_id.clone();
+        mp.in_flight.push_back(tokio::spawn(async move {
+            let e_tag = store
+                .upload_part(&bucket, &key, &upload_id, part_number, body)
+                .await?;
+            Ok(CompletedPart { part_number, e_tag })
+        }));
+        Ok(())
+    }
+}

@@ -99,6 +99,8 @@ pub struct FunctionSettings {
     /// `artifact::Artifact::inspect` before `plan`/`up` make any call.
     pub artifact: PathBuf,
     pub log_retention_days: i32,
+    /// Reserved concurrency; `None` leaves the function in the account's shared pool.
+    pub reserved_concurrency: Option<i32>,
 }
 
 /// Which ingest keys trigger the function; empty strings are not allowed (use `None`).
@@ -181,6 +183,7 @@ struct RawFunction {
     artifact: PathBuf,
     #[serde(default = "default_retention")]
     log_retention_days: i64,
+    reserved_concurrency: Option<i64>,
 }
 
 fn default_memory() -> i64 {
@@ -451,6 +454,16 @@ impl Checker<'_> {
                 ),
             ));
         };
+        let reserved_concurrency = match raw.reserved_concurrency {
+            None => None,
+            Some(n) if (0..=10_000).contains(&n) => Some(n as i32),
+            Some(n) => {
+                return Err(self.err(
+                    "function.reserved_concurrency",
+                    format!("is {n}: must be 0-10000 (0 stops all invocations); leave it out for unreserved"),
+                ));
+            }
+        };
         let artifact = if raw.artifact.is_absolute() {
             raw.artifact
         } else {
@@ -467,6 +480,7 @@ impl Checker<'_> {
             architecture,
             artifact,
             log_retention_days: log_retention_days as i32,
+            reserved_concurrency,
         })
     }
 
@@ -694,6 +708,11 @@ artifact = "../target/lambda-x86_64/bootstrap/bootstrap.zip"
             ),
             ("log_retention_days = 3653", None),
             ("name = \"has space\"", Some("`function.name`")),
+            ("reserved_concurrency = 5", None),
+            (
+                "reserved_concurrency = -1",
+                Some("`function.reserved_concurrency` is -1"),
+            ),
             ("speed = 3", Some("unknown field `speed`")),
         ];
         for (line, expected) in cases {

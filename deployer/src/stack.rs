@@ -16,7 +16,9 @@ use crate::aws::{Aws, Identity};
 use crate::config::{BucketRole, Config};
 use crate::plan::{Describe, Plan, ResourcePlan};
 use crate::report::Reporter;
-use crate::resources::{Deletion, bucket, function, log_group, notification, permission, role};
+use crate::resources::{
+    Deletion, bucket, function, invoke_config, log_group, notification, permission, queue, role,
+};
 
 /// Every resource as the config wants it.
 #[derive(Clone, Debug)]
@@ -28,6 +30,8 @@ pub struct Desired {
     pub function: function::Spec,
     pub permission: permission::Spec,
     pub notification: notification::Spec,
+    pub queue: queue::Spec,
+    pub invoke_config: invoke_config::Spec,
 }
 
 /// Names of every resource, derived from the config alone (what `down` and `status` need).
@@ -40,6 +44,7 @@ pub struct Names {
     pub log_group: String,
     pub permission_statement_id: String,
     pub notification_id: String,
+    pub queue: String,
 }
 
 impl Names {
@@ -56,6 +61,7 @@ impl Names {
             log_group: log_group::Spec::name_for_function(&config.function.name),
             permission_statement_id: format!("{}-s3-invoke", config.stack),
             notification_id: format!("{}-ingest-to-lambda", config.stack),
+            queue: queue::Spec::name_for_stack(&config.stack),
         }
     }
 }
@@ -78,6 +84,14 @@ impl Desired {
                 versioned: role == BucketRole::Raw,
             })
             .to_vec();
+        let queue = queue::Spec {
+            arn: format!(
+                "arn:{partition}:sqs:{}:{}:{}",
+                config.target.region, identity.account, names.queue
+            ),
+            name: names.queue.clone(),
+            tags: tags.clone(),
+        };
         let role = role::Spec {
             name: names.role.clone(),
             partition: partition.to_owned(),
@@ -91,7 +105,7 @@ impl Desired {
                 ingest_bucket: config.buckets.ingest.clone(),
                 raw_bucket: config.buckets.raw.clone(),
                 refined_bucket: config.buckets.refined.clone(),
-                failed_events_queue_arn: None,
+                failed_events_queue_arn: Some(queue.arn.clone()),
             }),
         };
         let function_arn = format!(
@@ -111,7 +125,7 @@ impl Desired {
             tags: tags.clone(),
             code_sha256: artifact.code_sha256.clone(),
             zip_path: artifact.path.clone(),
-            reserved_concurrency: None,
+            reserved_concurrency: config.function.reserved_concurrency,
         };
         let permission = permission::Spec {
             function_name: config.function.name.clone(),
@@ -127,6 +141,10 @@ impl Desired {
             prefix: config.notification.prefix.clone(),
             suffix: config.notification.suffix.clone(),
         };
+        let invoke_config = invoke_config::Spec {
+            function_name: config.function.name.clone(),
+            on_failure_arn: queue.arn.clone(),
+        };
         let log_group = log_group::Spec {
             name: names.log_group.clone(),
             retention_days: config.function.log_retention_days,
@@ -140,6 +158,8 @@ impl Desired {
             function,
             permission,
             notification,
+            queue,
+            invoke_config,
         }
     }
 }
@@ -153,6 +173,8 @@ pub struct Observed {
     pub function: Option<function::Observed>,
     pub permission: Option<permission::Observed>,
     pub notification: Option<notification::Observed>,
+    pub queue: Option<queue::Observed>,
+    pub invoke_config: Option<invoke_config::Observed>,
 }
 
 /// Reads everything concurrently.
@@ -173,18 +195,22 @@ pub async fn read(aws: &Aws, desired: &Desired) -> Result<Observed> {
     };
     let function_and_permission = async {
         let function = function::read(aws, &desired.function.name).await?;
-        let permission = match &function {
+        let (permission, invoke_config) = match &function {
             Some(f) if crate::resources::ownership_problem(&f.tags, stack).is_none() => {
-                permission::read(aws, &desired.permission).await?
+                tokio::try_join!(
+                    permission::read(aws, &desired.permission),
+                    invoke_config::read(aws, &desired.function.name),
+                )?
             }
-            _ => None,
+            _ => (None, None),
         };
-        Ok::<_, anyhow::Error>((function, permission))
+        Ok::<_, anyhow::Error>((function, permission, invoke_config))
     };
-    let (buckets, role, log_group, (function, permission), notification) = tokio::try_join!(
+    let (buckets, role, log_group, queue, (function, permission, invoke_config), notification) = tokio::try_join!(
         buckets,
         role::read(aws, &desired.role, stack),
         log_group::read(aws, &desired.log_group.name),
+        queue::read(aws, &desired.queue.name),
         function_and_permission,
         ingest_and_notification,
     )?;
@@ -195,6 +221,8 @@ pub async fn read(aws: &Aws, desired: &Desired) -> Result<Observed> {
         function,
         permission,
         notification,
+        queue,
+        invoke_config,
     })
 }
 
@@ -207,6 +235,8 @@ pub struct Changes {
     pub function: Vec<function::Change>,
     pub permission: Vec<permission::Change>,
     pub notification: Vec<notification::Change>,
+    pub queue: Vec<queue::Change>,
+    pub invoke_config: Vec<invoke_config::Change>,
 }
 
 /// Diffs every resource; returns the typed changes and the plan to show.
@@ -246,6 +276,15 @@ pub fn diff(desired: &Desired, observed: &Observed) -> (Changes, Plan) {
         |o| &o.tags,
         |o| log_group::diff(&desired.log_group, o),
     );
+    changes.queue = owned_diff(
+        &mut plans,
+        queue::KIND,
+        &desired.queue.name,
+        stack,
+        observed.queue.as_ref(),
+        |o| &o.tags,
+        |o| queue::diff(&desired.queue, o),
+    );
     changes.function = owned_diff(
         &mut plans,
         function::KIND,
@@ -263,6 +302,13 @@ pub fn diff(desired: &Desired, observed: &Observed) -> (Changes, Plan) {
             desired.permission.statement_id, desired.function.name
         ),
         &changes.permission,
+    ));
+    changes.invoke_config =
+        invoke_config::diff(&desired.invoke_config, observed.invoke_config.as_ref());
+    plans.push(ResourcePlan::from_changes(
+        invoke_config::KIND,
+        desired.function.name.clone(),
+        &changes.invoke_config,
     ));
     changes.notification =
         notification::diff(&desired.notification, observed.notification.as_ref());
@@ -334,7 +380,7 @@ pub async fn apply(
             .collect();
         bail!("refusing to deploy, {}", names.join("; "));
     }
-    // Phase 1: buckets, role and log group, concurrently.
+    // Phase 1: buckets, role, log group and queue, concurrently.
     let bucket_work = desired
         .buckets
         .iter()
@@ -351,6 +397,7 @@ pub async fn apply(
             )
         });
     let log_group_arn = observed.log_group.as_ref().map(|o| o.arn.clone());
+    let queue_url = observed.queue.as_ref().map(|o| o.url.clone());
     tokio::try_join!(
         try_join_all(bucket_work),
         timed(
@@ -375,6 +422,11 @@ pub async fn apply(
                 .await
             }
         ),
+        timed(
+            report,
+            ResourcePlan::from_changes(queue::KIND, desired.queue.name.clone(), &changes.queue),
+            async { queue::apply(aws, &desired.queue, queue_url.as_deref(), &changes.queue).await }
+        ),
     )?;
     // Phase 2: the function, once its role exists.
     timed(
@@ -392,17 +444,27 @@ pub async fn apply(
         ),
     )
     .await?;
-    // Phase 3: S3 may invoke it. Phase 4: S3 does invoke it.
-    timed(
-        report,
-        ResourcePlan::from_changes(
-            permission::KIND,
-            desired.permission.statement_id.clone(),
-            &changes.permission,
+    // Phase 3: S3 may invoke it, and failures are routed. Phase 4: S3 does invoke it.
+    tokio::try_join!(
+        timed(
+            report,
+            ResourcePlan::from_changes(
+                permission::KIND,
+                desired.permission.statement_id.clone(),
+                &changes.permission,
+            ),
+            permission::apply(aws, &desired.permission, &changes.permission),
         ),
-        permission::apply(aws, &desired.permission, &changes.permission),
-    )
-    .await?;
+        timed(
+            report,
+            ResourcePlan::from_changes(
+                invoke_config::KIND,
+                desired.function.name.clone(),
+                &changes.invoke_config,
+            ),
+            invoke_config::apply(aws, &desired.invoke_config, &changes.invoke_config),
+        ),
+    )?;
     timed(
         report,
         ResourcePlan::from_changes(
@@ -499,6 +561,12 @@ pub async fn down(
         format!("{} on {}", names.permission_statement_id, names.function),
         deletion,
     );
+    let deletion = if function_ours {
+        invoke_config::delete(aws, &names.function).await?
+    } else {
+        Deletion::Absent
+    };
+    record(invoke_config::KIND, names.function.clone(), deletion);
     record(
         function::KIND,
         names.function.clone(),
@@ -511,13 +579,15 @@ pub async fn down(
             .iter()
             .map(|(_, name)| bucket::delete(aws, name, stack, purge)),
     );
-    let (log_group, role, buckets) = tokio::try_join!(
+    let (log_group, role, queue, buckets) = tokio::try_join!(
         log_group::delete(aws, &names.log_group, stack),
         role::delete(aws, &names.role, stack),
+        queue::delete(aws, &names.queue, stack, purge),
         buckets,
     )?;
     record(log_group::KIND, names.log_group.clone(), log_group);
     record(role::KIND, names.role.clone(), role);
+    record(queue::KIND, names.queue.clone(), queue);
     for ((role, name), deletion) in names.buckets.iter().zip(buckets) {
         record(bucket::KIND, format!("{name} ({role})"), deletion);
     }

@@ -98,10 +98,10 @@ fn changed(plan: &Plan) -> Vec<(String, Action, Vec<String>)> {
 async fn up_from_empty_creates_everything_then_nothing_changes() {
     let s = Stack::new("fresh", "").await;
     let before = s.plan().await;
-    assert_eq!(before.counts.create, 8, "{before}");
+    assert_eq!(before.counts.create, 10, "{before}");
     let (applied, calls) = s.up().await.unwrap();
-    assert_eq!(applied.counts.create, 8);
-    assert!(calls.mutating > 8, "{calls:?}");
+    assert_eq!(applied.counts.create, 10);
+    assert!(calls.mutating > 10, "{calls:?}");
 
     let after = s.plan().await;
     assert!(after.is_empty(), "{after}");
@@ -117,7 +117,7 @@ async fn up_from_empty_creates_everything_then_nothing_changes() {
         removed.iter().all(|r| r.deletion == Deletion::Deleted),
         "{removed:?}"
     );
-    assert_eq!(s.plan().await.counts.create, 8);
+    assert_eq!(s.plan().await.counts.create, 10);
     // Twice is fine.
     assert!(
         s.down(true)
@@ -185,19 +185,24 @@ async fn function_deleted_by_hand_is_recreated_alone() {
 
     let plan = s.plan().await;
     let kinds: Vec<(String, Action)> = changed(&plan).into_iter().map(|(k, a, _)| (k, a)).collect();
-    // The invoke permission lived on the deleted function, so it comes back with it.
+    // The invoke permission and event invoke config lived on the deleted function: they come back with it.
     assert_eq!(
         kinds,
         vec![
             ("lambda function".to_owned(), Action::Create),
-            ("lambda permission".to_owned(), Action::Create)
+            ("lambda permission".to_owned(), Action::Create),
+            ("lambda event invoke config".to_owned(), Action::Create),
         ]
     );
     let (_, calls) = s.up().await.unwrap();
     let ops: Vec<String> = calls.mutating_operations.keys().cloned().collect();
     assert_eq!(
         ops,
-        ["Lambda:AddPermission", "Lambda:CreateFunction"],
+        [
+            "Lambda:AddPermission",
+            "Lambda:CreateFunction",
+            "Lambda:PutFunctionEventInvokeConfig"
+        ],
         "{calls:?}"
     );
     assert!(s.plan().await.is_empty());

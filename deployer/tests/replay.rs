@@ -9,7 +9,9 @@ use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
 use aws_smithy_types::body::SdkBody;
 use deployer::aws::{Aws, Identity};
 use deployer::report::{Output, Reporter};
-use deployer::resources::{bucket, function, log_group, notification, permission, role};
+use deployer::resources::{
+    bucket, function, invoke_config, log_group, notification, permission, queue, role,
+};
 use deployer::stack::{self, Changes, Desired};
 
 fn aws_with(replay: &StaticReplayClient) -> Aws {
@@ -53,6 +55,10 @@ async fn no_change_sends_no_request() {
     notification::apply(&aws, &d.notification, &[])
         .await
         .unwrap();
+    queue::apply(&aws, &d.queue, None, &[]).await.unwrap();
+    invoke_config::apply(&aws, &d.invoke_config, &[])
+        .await
+        .unwrap();
 
     // The whole stack with an empty diff, as a no-op `up` runs it.
     let observed = stack::Observed {
@@ -62,6 +68,8 @@ async fn no_change_sends_no_request() {
         function: None,
         permission: None,
         notification: None,
+        queue: None,
+        invoke_config: None,
     };
     let changes = Changes {
         buckets: vec![vec![], vec![], vec![]],

@@ -4,9 +4,11 @@
 
 pub mod bucket;
 pub mod function;
+pub mod invoke_config;
 pub mod log_group;
 pub mod notification;
 pub mod permission;
+pub mod queue;
 pub mod role;
 
 use std::collections::BTreeMap;

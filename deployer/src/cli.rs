@@ -42,6 +42,17 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Show what exists, whether it is ours, key properties and the failed-events queue depth.
+    Status,
+    /// Print the function's recent log events.
+    Logs {
+        /// How far back to start.
+        #[arg(long, value_parser = parse_duration, default_value = "10m")]
+        since: Duration,
+        /// Keep printing new events until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Check a function zip: an executable `bootstrap` of the given architecture.
     Artifact {
         /// The zip built by `make build`.

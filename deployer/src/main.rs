@@ -49,6 +49,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
+        Command::Status => deployer::status::run(&config()?, cli.output)
+            .await
+            .map(|()| 0),
+        Command::Logs { since, follow } => {
+            deployer::logs::run(&config()?, cli.output, since, follow)
+                .await
+                .map(|()| 0)
+        }
         Command::Plan => deployer::commands::plan(&config()?, cli.output).await,
         Command::Up => deployer::commands::up(&config()?, cli.output)
             .await

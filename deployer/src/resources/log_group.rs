@@ -30,6 +30,8 @@ pub struct Observed {
     pub arn: String,
     pub retention_days: Option<i32>,
     pub tags: Tags,
+    /// Creation time, milliseconds since the epoch.
+    pub created_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,6 +126,7 @@ pub async fn read(aws: &Aws, name: &str) -> Result<Option<Observed>> {
         arn,
         retention_days: group.retention_in_days(),
         tags,
+        created_ms: group.creation_time(),
     }))
 }
 
@@ -230,6 +233,7 @@ mod tests {
             arn: "arn:aws:logs:us-east-1:0:log-group:/aws/lambda/demo".into(),
             retention_days: Some(14),
             tags: s.tags.clone(),
+            created_ms: None,
         };
         assert_eq!(diff(&s, Some(&ok)), vec![]);
         let unset = Change::Retention { old: None, new: 14 };

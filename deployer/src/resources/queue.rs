@@ -35,6 +35,8 @@ pub struct Observed {
     /// Messages waiting (approximate, as SQS counts).
     pub depth: Option<i64>,
     pub tags: Tags,
+    /// Seconds since the epoch.
+    pub last_modified: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +145,7 @@ pub async fn read(aws: &Aws, name: &str) -> Result<Option<Observed>> {
             .get(&QueueAttributeName::SqsManagedSseEnabled)
             .is_some_and(|v| v.eq_ignore_ascii_case("true")),
         depth: number(QueueAttributeName::ApproximateNumberOfMessages),
+        last_modified: number(QueueAttributeName::LastModifiedTimestamp),
         tags: tags.into_iter().collect(),
         url,
     }))
@@ -244,6 +247,7 @@ mod tests {
             sse_enabled: true,
             depth: Some(3),
             tags: s.tags.clone(),
+            last_modified: None,
         };
         assert_eq!(diff(&s, Some(&ok)), vec![]);
         assert_eq!(diff(&s, None), vec![Change::Create]);

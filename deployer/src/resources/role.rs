@@ -96,6 +96,8 @@ impl Spec {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
     pub tags: Tags,
+    /// When the role was created (IAM keeps no modification time).
+    pub created: Option<String>,
     pub trust: Option<Value>,
     pub managed_policy_arns: Vec<String>,
     pub inline_policy: Option<Value>,
@@ -279,6 +281,7 @@ pub async fn read_existence(aws: &Aws, name: &str) -> Result<Option<Observed>> {
     Ok(Some(Observed {
         tags,
         trust,
+        created: Some(role.create_date().to_string()),
         ..Observed::default()
     }))
 }
@@ -466,6 +469,7 @@ pub(crate) mod tests {
                 Spec::basic_execution_policy_arn("aws"),
             ],
             inline_policy: Some(spec.inline_policy.clone()),
+            created: None,
         }
     }
 

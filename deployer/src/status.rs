@@ -1,0 +1,196 @@
+//! `deployer status`: what exists, whether it is ours, its key properties, when it last changed and how many failed events wait.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use aws_smithy_types::DateTime;
+use aws_smithy_types::date_time::Format;
+use serde::Serialize;
+
+use crate::aws::{Aws, sdk_error};
+use crate::commands::connect;
+use crate::config::Config;
+use crate::report::{Output, Reporter, print_json};
+use crate::resources::{
+    Tags, bucket, function, invoke_config, log_group, ownership_problem, queue, role,
+};
+use crate::stack::Names;
+
+/// One resource's state.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub kind: &'static str,
+    pub name: String,
+    /// `present`, `absent` or `not ours`.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+}
+
+impl Row {
+    fn new(kind: &'static str, name: impl Into<String>) -> Row {
+        Row {
+            kind,
+            name: name.into(),
+            state: "absent",
+            properties: BTreeMap::new(),
+            last_modified: None,
+        }
+    }
+
+    fn found(mut self, tags: &Tags, stack: &str) -> Row {
+        self.state = if ownership_problem(tags, stack).is_some() {
+            "not ours"
+        } else {
+            "present"
+        };
+        self
+    }
+
+    fn with(mut self, key: &'static str, value: impl ToString) -> Row {
+        self.properties.insert(key, value.to_string());
+        self
+    }
+}
+
+fn iso(time: DateTime) -> String {
+    time.fmt(Format::DateTime)
+        .unwrap_or_else(|_| time.secs().to_string())
+}
+
+pub async fn run(config: &Config, output: Output) -> Result<()> {
+    let report = Reporter::new(output);
+    let (aws, _identity) = connect(config, &report).await?;
+    let rows = collect(&aws, &Names::new(config)).await?;
+    match output {
+        Output::Json => print_json(&rows)?,
+        Output::Text => {
+            for row in &rows {
+                let props: Vec<String> = row
+                    .properties
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let modified = row
+                    .last_modified
+                    .as_deref()
+                    .map(|t| format!(" · last modified {t}"))
+                    .unwrap_or_default();
+                println!(
+                    "  {:<26} {:<45} {:<9} {}{modified}",
+                    row.kind,
+                    row.name,
+                    row.state,
+                    props.join(" ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads every resource of the stack by name.
+pub async fn collect(aws: &Aws, names: &Names) -> Result<Vec<Row>> {
+    let stack = names.stack.as_str();
+    let created: BTreeMap<String, DateTime> = aws
+        .s3
+        .list_buckets()
+        .send()
+        .await
+        .map_err(sdk_error)
+        .context("listing s3 buckets (ListBuckets)")?
+        .buckets()
+        .iter()
+        .filter_map(|b| Some((b.name()?.to_owned(), *b.creation_date()?)))
+        .collect();
+    let mut rows = Vec::new();
+    for (role, name) in &names.buckets {
+        let mut row = Row::new(bucket::KIND, format!("{name} ({role})"));
+        if let Some(b) = bucket::read(aws, name, stack).await? {
+            row.state = if b.ownership_problem(stack).is_some() {
+                "not ours"
+            } else {
+                "present"
+            };
+            if row.state == "present" {
+                row = row
+                    .with("versioning", b.versioning.as_deref().unwrap_or("off"))
+                    .with("encryption", b.encryption.as_deref().unwrap_or("none"))
+                    .with(
+                        "public_access_blocked",
+                        b.public_access_block == Some([true; 4]),
+                    );
+            }
+            row.last_modified = created.get(name).map(|t| format!("{} (created)", iso(*t)));
+        }
+        rows.push(row);
+    }
+    let mut row = Row::new(role::KIND, &names.role);
+    if let Some(r) = role::read_existence(aws, &names.role).await? {
+        row = row.found(&r.tags, stack);
+        row.last_modified = r.created.map(|t| format!("{t} (created)"));
+    }
+    rows.push(row);
+
+    let mut row = Row::new(function::KIND, &names.function);
+    let mut function_ours = false;
+    if let Some(f) = function::read(aws, &names.function).await? {
+        row = row.found(&f.tags, stack);
+        function_ours = row.state == "present";
+        row = row
+            .with("architecture", f.architecture.as_deref().unwrap_or("?"))
+            .with("memory_mb", f.memory_mb.unwrap_or_default())
+            .with("timeout_s", f.timeout_s.unwrap_or_default())
+            .with("code_sha256", f.code_sha256.as_deref().unwrap_or("?"))
+            .with(
+                "reserved_concurrency",
+                f.reserved_concurrency
+                    .map_or_else(|| "unreserved".to_owned(), |n| n.to_string()),
+            );
+        row.last_modified = f.last_modified;
+    }
+    rows.push(row);
+
+    let mut row = Row::new(invoke_config::KIND, &names.function);
+    if function_ours && let Some(c) = invoke_config::read(aws, &names.function).await? {
+        row.state = "present";
+        row = row
+            .with(
+                "maximum_retry_attempts",
+                c.max_retry_attempts.unwrap_or_default(),
+            )
+            .with(
+                "maximum_event_age_seconds",
+                c.max_event_age_seconds.unwrap_or_default(),
+            )
+            .with("on_failure", c.on_failure_arn.as_deref().unwrap_or("none"));
+        row.last_modified = c.last_modified;
+    }
+    rows.push(row);
+
+    let mut row = Row::new(log_group::KIND, &names.log_group);
+    if let Some(g) = log_group::read(aws, &names.log_group).await? {
+        row = row.found(&g.tags, stack).with(
+            "retention_days",
+            g.retention_days
+                .map_or_else(|| "never expire".to_owned(), |d| d.to_string()),
+        );
+        row.last_modified = g
+            .created_ms
+            .map(|ms| format!("{} (created)", iso(DateTime::from_millis(ms))));
+    }
+    rows.push(row);
+
+    let mut row = Row::new(queue::KIND, &names.queue);
+    if let Some(q) = queue::read(aws, &names.queue).await? {
+        row = row
+            .found(&q.tags, stack)
+            .with("failed_events_waiting", q.depth.unwrap_or_default())
+            .with("sse_sqs", q.sse_enabled);
+        row.last_modified = q.last_modified.map(|s| iso(DateTime::from_secs(s)));
+    }
+    rows.push(row);
+    Ok(rows)
+}

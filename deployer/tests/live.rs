@@ -330,3 +330,30 @@ async fn a_same_named_bucket_without_our_tag_is_refused_and_kept() {
         .expect("the foreign bucket must survive down");
     s.aws.s3.delete_bucket().bucket(&raw).send().await.unwrap();
 }
+
+#[tokio::test]
+#[ignore = "needs ministack: run by `make test`"]
+async fn a_same_named_role_without_our_tag_is_refused_and_kept() {
+    let s = Stack::new("foreignrole", "").await;
+    let role = s.config.role_name.clone();
+    let trust = deployer::resources::role::lambda_trust_policy().to_string();
+    s.aws
+        .iam
+        .create_role()
+        .role_name(&role)
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
+
+    let plan = s.plan().await;
+    let conflict = plan.resources.iter().find(|r| r.action == Action::Conflict).unwrap();
+    assert_eq!((conflict.kind, conflict.name.as_str()), ("iam role", role.as_str()));
+    assert!(s.up().await.is_err());
+
+    let removed = s.down(true).await;
+    let kept = removed.iter().find(|r| r.kind == "iam role").unwrap();
+    assert!(matches!(&kept.deletion, Deletion::Kept(why) if why.contains("not ours")), "{kept:?}");
+    s.aws.iam.get_role().role_name(&role).send().await.expect("the foreign role must survive down");
+    s.aws.iam.delete_role().role_name(&role).send().await.unwrap();
+}

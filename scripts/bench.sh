@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Benchmarks, reproducible on this machine kind (figures go in the README):
+#   scripts/bench.sh check      `deployer check` on generated 1M- and 10M-row files: wall time, peak RSS
+#   scripts/bench.sh deploy     fresh `up`, `plan`, no-op `up`, `down --purge` against ministack: time, peak RSS
+#   scripts/bench.sh pipeline   a 1M-row file through the local pipeline: upload start → both outputs, function peak RSS
+#   scripts/bench.sh            all three
+# Release builds; generated data under bench-data/ (ignored by git). Needs `make setup`
+# (and the x86_64 function zip for deploy/pipeline: `make build-local`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA=bench-data
+mkdir -p "$DATA"
+DEPLOYER=target/release/deployer
+RUNS="${BENCH_RUNS:-5}"
+
+build() {
+  cargo build -q --release -p deployer
+  cargo build -q --release -p shared --example gen_users
+}
+
+# generate ROWS FILE: deterministic users file, ~10% bad rows.
+generate() {
+  [ -s "$2" ] || target/release/examples/gen_users "$1" >"$2"
+}
+
+# peak KROWS: run a command under /usr/bin/time -v; print "wall_s max_rss_mib".
+measure() {
+  local out
+  out=$( { /usr/bin/time -v "$@" >/dev/null; } 2>&1 )
+  local wall rss
+  wall=$(grep 'Elapsed (wall clock)' <<<"$out" | awk '{print $NF}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
+  rss=$(grep 'Maximum resident set size' <<<"$out" | awk '{printf "%.1f", $NF/1024}')
+  echo "$wall $rss"
+}
+
+bench_check() {
+  echo "== check: deployer check (release), 1 MiB chunks, single-threaded"
+  generate 1000000 "$DATA/users-1m.csv"
+  generate 10000000 "$DATA/users-10m.csv"
+  for f in "$DATA/users-1m.csv" "$DATA/users-10m.csv"; do
+    local size
+    size=$(stat -c %s "$f")
+    echo "-- $f ($((size / 1000000)) MB)"
+    "$DEPLOYER" check "$f" --out "$DATA/out" --output json
+    echo
+    read -r wall rss < <(measure "$DEPLOYER" check "$f" --out "$DATA/out" --output json)
+    echo "one run under /usr/bin/time -v: wall ${wall}s, peak RSS ${rss} MiB"
+  done
+  hyperfine --warmup 1 --runs "$RUNS" --style basic \
+    "$DEPLOYER check $DATA/users-1m.csv --out $DATA/out --output json"
+}
+
+with_emulator() {
+  export EMULATOR_PORT="${BENCH_PORT:-4568}"
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$EMULATOR_PORT"
+  scripts/emulator.sh stop >/dev/null 2>&1 || true
+  trap 'scripts/emulator.sh stop >/dev/null' EXIT
+  scripts/emulator.sh start >/dev/null
+}
+
+bench_deploy() {
+  echo "== deploy: the deployer (release) against ministack; $RUNS fresh up/down cycles"
+  with_emulator
+  local cfg=config/local.toml
+  for i in $(seq "$RUNS"); do
+    read -r up_w up_rss < <(measure "$DEPLOYER" --config $cfg up)
+    read -r plan_w plan_rss < <(measure "$DEPLOYER" --config $cfg plan)
+    read -r noop_w noop_rss < <(measure "$DEPLOYER" --config $cfg up)
+    read -r down_w down_rss < <(measure "$DEPLOYER" --config $cfg down --purge)
+    echo "run $i: fresh up ${up_w}s (${up_rss} MiB) · plan ${plan_w}s (${plan_rss} MiB) · no-op up ${noop_w}s (${noop_rss} MiB) · down --purge ${down_w}s (${down_rss} MiB)"
+  done
+  "$DEPLOYER" --config $cfg up >/dev/null
+  hyperfine --warmup 1 --runs "$RUNS" --style basic -i "$DEPLOYER --config $cfg plan" "$DEPLOYER --config $cfg up"
+  "$DEPLOYER" --config $cfg down --purge >/dev/null
+}
+
+# now_s: seconds since the epoch with milliseconds.
+now_s() { date +%s.%N; }
+
+bench_pipeline() {
+  echo "== pipeline: 1M-row file uploaded to the local pipeline; time from upload start to both outputs"
+  generate 1000000 "$DATA/users-1m.csv"
+  with_emulator
+  local cfg=config/local.toml ep="$AWS_ENDPOINT_URL"
+  "$DEPLOYER" --config $cfg up >/dev/null
+  "$DEPLOYER" --config $cfg smoke >/dev/null   # warm the function
+  local refined ingest
+  ingest=$(awk -F'"' '/^ingest/ {print $2}' $cfg)
+  refined=$(awk -F'"' '/^refined/ {print $2}' $cfg)
+  local size
+  size=$(stat -c %s "$DATA/users-1m.csv")
+  for i in $(seq 3); do
+    local key="bench/run-$i-$$/users.csv"
+    local start end upload_done
+    start=$(now_s)
+    curl -fsS -o /dev/null -T "$DATA/users-1m.csv" "$ep/$ingest/$key"
+    upload_done=$(now_s)
+    local deadline=$(( $(date +%s) + 120 )) found=""
+    until [ -n "$found" ]; do
+      local listing
+      listing=$(curl -fsS "$ep/$refined?list-type=2&prefix=refined/" | tr '<' '\n' | grep '^Key>' | sed 's/^Key>//' || true)
+      if grep -q "bench/run-$i-$$/users_cleaned.csv" <<<"$listing" && grep -q "bench/run-$i-$$/rejected/users_rejected.csv" <<<"$listing"; then
+        found=yes
+      elif [ "$(date +%s)" -ge "$deadline" ]; then
+        echo "pipeline: outputs of $key not there after 120 s" >&2; exit 1
+      else
+        sleep 0.02
+      fi
+    done
+    end=$(now_s)
+    echo "run $i: $((size / 1000000)) MB upload $(awk "BEGIN{printf \"%.2f\", $upload_done-$start}") s, upload start → both outputs $(awk "BEGIN{printf \"%.2f\", $end-$start}") s"
+  done
+  local pid
+  pid=$(pgrep -f "ministack-provided-code-$EMULATOR_PORT/.*/bootstrap" | head -n 1 || true)
+  if [ -n "$pid" ]; then
+    echo "function process $pid: peak RSS $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/"$pid"/status) (VmHWM over all its invocations)"
+  fi
+  "$DEPLOYER" --config $cfg down --purge >/dev/null
+}
+
+build
+case "${1:-all}" in
+  check) bench_check ;;
+  deploy) bench_deploy ;;
+  pipeline) bench_pipeline ;;
+  all) bench_check; bench_deploy; (bench_pipeline) ;;
+  *) echo "usage: $0 [check|deploy|pipeline]" >&2; exit 2 ;;
+esac

@@ -6,7 +6,7 @@ SHELL := bash
 CONFIG ?= config/local.toml
 VENV := .venv
 # Pinned: ministack moves fast, and cargo-lambda only pins zig >=0.10.
-PIP_PINS := ministack==1.5.33 cargo-lambda==1.9.2 ziglang==0.17.1
+PIP_PINS := ministack==1.5.33 cargo-lambda==1.9.2 ziglang==0.17.1 duckdb==2.0.1
 DEPLOYER := cargo run -q -p deployer --
 export XDG_CACHE_HOME := $(CURDIR)/.cache
 

@@ -20,8 +20,12 @@ scripts/emulator.sh stop >/dev/null 2>&1 || true
 trap 'scripts/emulator.sh stop' EXIT
 scripts/emulator.sh start
 
-step "AWS-layer tests against the emulator"
-cargo test -q -p deployer --test live -- --ignored
+step "AWS-layer tests against the emulator: convergence, drift, ownership, faults, catalog and queries"
+cargo test -q -p deployer --test live --test faults --test catalog -- --ignored
+
+step "pipeline tests with the real function: replays, 200 concurrent files"
+CSV_INGEST_TEST_ARTIFACT="$PWD/target/lambda-x86_64/bootstrap/bootstrap.zip" \
+  cargo test -q -p deployer --test pipeline -- --ignored --nocapture
 
 step "up from empty"
 "${DEPLOYER[@]}" up

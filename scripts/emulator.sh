@@ -27,10 +27,20 @@ start() {
     exit 1
   fi
   [ -x .venv/bin/ministack ] || { echo "emulator: .venv/bin/ministack missing: run \`make setup\`" >&2; exit 1; }
+  # Without duckdb, ministack's Athena silently answers every query with a canned row; with
+  # ATHENA_ENGINE=duckdb and no duckdb every query would fail. Refuse to start instead.
+  local engine="${ATHENA_ENGINE:-duckdb}"
+  if [ "$engine" = duckdb ] && ! .venv/bin/python -c 'import duckdb' 2>/dev/null; then
+    echo "emulator: ATHENA_ENGINE=duckdb but duckdb is not installed in .venv: run \`make setup\` (it pins duckdb)" >&2
+    exit 1
+  fi
   mkdir -p "$RUN_DIR"
   # setsid: a new session and process group, so stop can kill function workers with it.
+  # The concurrency cap is AWS's default account limit: ministack derives a much lower one from
+  # the machine's memory and, unlike AWS, spends retry attempts on throttled async events.
   BIND_HOST=127.0.0.1 GATEWAY_PORT="$PORT" AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" \
-    ATHENA_ENGINE="${ATHENA_ENGINE:-duckdb}" \
+    ATHENA_ENGINE="$engine" \
+    LAMBDA_ACCOUNT_CONCURRENCY="${LAMBDA_ACCOUNT_CONCURRENCY:-1000}" \
     setsid .venv/bin/ministack >"$LOG_FILE" 2>&1 < /dev/null &
   echo $! >"$PID_FILE"
   local waited=0

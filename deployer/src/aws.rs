@@ -33,6 +33,8 @@ pub struct Aws {
     pub sts: aws_sdk_sts::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub glue: aws_sdk_glue::Client,
+    pub athena: aws_sdk_athena::Client,
     pub calls: CallLog,
     pub endpoint: Option<String>,
 }
@@ -99,6 +101,16 @@ impl Aws {
             ),
             sqs: aws_sdk_sqs::Client::from_conf(
                 aws_sdk_sqs::config::Builder::from(sdk)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            glue: aws_sdk_glue::Client::from_conf(
+                aws_sdk_glue::config::Builder::from(sdk)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            athena: aws_sdk_athena::Client::from_conf(
+                aws_sdk_athena::config::Builder::from(sdk)
                     .interceptor(calls.clone())
                     .build(),
             ),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::query::Format;
 use crate::report::Output;
 
 /// Deploys the CSV ingestion pipeline (S3 → Lambda → S3) and checks files against its contract.
@@ -14,9 +15,9 @@ pub struct Cli {
     /// Deployment config (TOML).
     #[arg(long, global = true, default_value = "config/local.toml")]
     pub config: PathBuf,
-    /// Human text, or exactly one JSON document on stdout.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
+    /// Human text (`table` is an alias), exactly one JSON document on stdout, or CSV (`query` only).
+    #[arg(long, global = true, value_enum, default_value_t = OutputArg::Text)]
+    pub output: OutputArg,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,6 +54,18 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Run SQL in the stack's Athena workgroup (its Glue database is the default schema) and print the result.
+    Query {
+        /// The SQL, e.g. "SELECT count(*) AS n FROM users".
+        #[arg(required_unless_present = "counts", conflicts_with = "counts")]
+        sql: Option<String>,
+        /// Clean and rejected rows per partition (`date`, `hour`).
+        #[arg(long)]
+        counts: bool,
+        /// How long to wait for the query; it is stopped after that.
+        #[arg(long, value_parser = parse_duration, default_value = "60s")]
+        timeout: Duration,
+    },
     /// Check a function zip: an executable `bootstrap` of the given architecture.
     Artifact {
         /// The zip built by `make build`.
@@ -68,6 +81,56 @@ pub enum Command {
         #[arg(long, default_value = "out")]
         out: PathBuf,
     },
+}
+
+/// `--output` as typed. Only `query` prints CSV: every other command takes a `report::Output`
+/// (text or JSON), so CSV cannot reach it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputArg {
+    #[default]
+    #[value(alias = "table")]
+    Text,
+    Json,
+    Csv,
+}
+
+impl OutputArg {
+    /// The output of a command other than `query`; CSV is refused.
+    pub fn for_command(self, command: &str) -> anyhow::Result<Output> {
+        match self {
+            OutputArg::Text => Ok(Output::Text),
+            OutputArg::Json => Ok(Output::Json),
+            OutputArg::Csv => {
+                anyhow::bail!("`--output csv` is only for `query`; `{command}` prints text or json")
+            }
+        }
+    }
+
+    /// How `query` prints its result.
+    pub fn for_query(self) -> Format {
+        match self {
+            OutputArg::Text => Format::Table,
+            OutputArg::Json => Format::Json,
+            OutputArg::Csv => Format::Csv,
+        }
+    }
+}
+
+impl Command {
+    /// The subcommand's name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Plan => "plan",
+            Command::Up => "up",
+            Command::Down { .. } => "down",
+            Command::Smoke { .. } => "smoke",
+            Command::Status => "status",
+            Command::Logs { .. } => "logs",
+            Command::Query { .. } => "query",
+            Command::Artifact { .. } => "artifact",
+            Command::Check { .. } => "check",
+        }
+    }
 }
 
 /// `90s`, `10m`, `2h` or a plain number of seconds.
@@ -101,6 +164,44 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("10 minutes").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn output_accepts_table_as_text_and_csv_only_for_query() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map_err(|e| e.to_string());
+        let cli = parse(&["deployer", "--output", "table", "query", "SELECT 1"]).unwrap();
+        assert_eq!(cli.output, OutputArg::Text);
+        assert_eq!(cli.output.for_query(), Format::Table);
+        let cli = parse(&["deployer", "query", "--counts", "--output", "csv"]).unwrap();
+        assert_eq!(cli.output.for_query(), Format::Csv);
+        assert!(matches!(
+            cli.command,
+            Command::Query { counts: true, sql: None, timeout } if timeout == Duration::from_secs(60)
+        ));
+        let cli = parse(&["deployer", "--output", "csv", "status"]).unwrap();
+        let err = cli
+            .output
+            .for_command(cli.command.name())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "`--output csv` is only for `query`; `status` prints text or json"
+        );
+        assert_eq!(OutputArg::Json.for_command("plan").unwrap(), Output::Json);
+        assert_eq!(OutputArg::Text.for_command("plan").unwrap(), Output::Text);
+    }
+
+    #[test]
+    fn query_needs_sql_or_counts_but_not_both() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map_err(|e| e.to_string());
+        assert!(parse(&["deployer", "query"]).is_err());
+        assert!(parse(&["deployer", "query", "SELECT 1", "--counts"]).is_err());
+        let cli = parse(&["deployer", "query", "SELECT 1", "--timeout", "2m"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Query { sql: Some(ref s), counts: false, timeout } if s == "SELECT 1" && timeout == Duration::from_secs(120)
+        ));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Config {
     pub role_name: String,
     pub function: FunctionSettings,
     pub notification: NotificationFilter,
+    pub catalog: CatalogSettings,
+    pub outputs: Outputs,
     /// Extra tags for every resource; never contains the ownership tag.
     pub tags: BTreeMap<String, String>,
 }
@@ -110,6 +112,30 @@ pub struct NotificationFilter {
     pub suffix: Option<String>,
 }
 
+/// The Glue database and Athena workgroup that make the Parquet outputs queryable.
+///
+/// The catalog is deployed whether or not the function writes Parquet: it costs nothing while
+/// empty, and switching `outputs.parquet` back on then needs no catalog change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogSettings {
+    /// Glue database name: lowercase letters, digits and underscores (Athena's rule).
+    pub database: String,
+    /// Athena workgroup name.
+    pub workgroup: String,
+    /// The first day partition projection enumerates, `YYYY-MM-DD`.
+    pub projection_start: String,
+}
+
+/// Which outputs the function writes besides the CSV contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outputs {
+    /// Parquet copies of the clean and rejected rows under `curated/` in the refined bucket.
+    pub parquet: bool,
+}
+
+/// The partition projection start when the config names none.
+pub const DEFAULT_PROJECTION_START: &str = "2025-01-01";
+
 /// A config file that cannot be used, with the field and the rule it breaks.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -144,6 +170,10 @@ struct RawConfig {
     function: RawFunction,
     #[serde(default)]
     notification: RawNotification,
+    #[serde(default)]
+    catalog: RawCatalog,
+    #[serde(default)]
+    outputs: RawOutputs,
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
@@ -201,6 +231,33 @@ fn default_retention() -> i64 {
 struct RawNotification {
     prefix: Option<String>,
     suffix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    database: Option<String>,
+    workgroup: Option<String>,
+    projection_start: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutputs {
+    #[serde(default = "default_parquet")]
+    parquet: bool,
+}
+
+impl Default for RawOutputs {
+    fn default() -> Self {
+        RawOutputs {
+            parquet: default_parquet(),
+        }
+    }
+}
+
+fn default_parquet() -> bool {
+    true
 }
 
 impl Config {
@@ -323,6 +380,7 @@ impl Checker<'_> {
         if raw.tags.len() > 40 {
             return Err(self.err("tags", "has more than 40 entries; S3 allows 50 tags per bucket and the deployer needs some"));
         }
+        let catalog = self.catalog(raw.catalog, &stack)?;
         Ok(Config {
             source: self.path.to_owned(),
             stack,
@@ -331,7 +389,43 @@ impl Checker<'_> {
             role_name,
             function,
             notification,
+            catalog,
+            outputs: Outputs {
+                parquet: raw.outputs.parquet,
+            },
             tags: raw.tags,
+        })
+    }
+
+    fn catalog(&self, raw: RawCatalog, stack: &str) -> Result<CatalogSettings, ConfigError> {
+        // Glue and Athena want lowercase letters, digits and underscores: `-` becomes `_`.
+        let database = raw.database.unwrap_or_else(|| stack.replace('-', "_"));
+        if !is_glue_database_name(&database) {
+            return Err(self.err(
+                "catalog.database",
+                format!("is {database:?}: Glue database names for Athena are 1-255 lowercase letters, digits and underscores, starting with a letter"),
+            ));
+        }
+        let workgroup = raw.workgroup.unwrap_or_else(|| stack.to_owned());
+        if !is_workgroup_name(&workgroup) {
+            return Err(self.err(
+                "catalog.workgroup",
+                format!("is {workgroup:?}: Athena workgroup names are 1-128 letters, digits, periods, hyphens and underscores"),
+            ));
+        }
+        let projection_start = raw
+            .projection_start
+            .unwrap_or_else(|| DEFAULT_PROJECTION_START.to_owned());
+        if !is_calendar_date(&projection_start) {
+            return Err(self.err(
+                "catalog.projection_start",
+                format!("is {projection_start:?}: expected a calendar date as YYYY-MM-DD, like \"{DEFAULT_PROJECTION_START}\""),
+            ));
+        }
+        Ok(CatalogSettings {
+            database,
+            workgroup,
+            projection_start,
         })
     }
 
@@ -515,6 +609,47 @@ fn is_role_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
 }
 
+fn is_glue_database_name(s: &str) -> bool {
+    (1..=255).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn is_workgroup_name(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// `YYYY-MM-DD` naming a day that exists (leap years included).
+fn is_calendar_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let number = |range: std::ops::Range<usize>| {
+        let part = &s[range];
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse::<u32>().ok()
+        } else {
+            None
+        }
+    };
+    let (Some(year), Some(month), Some(day)) = (number(0..4), number(5..7), number(8..10)) else {
+        return false;
+    };
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    year >= 1 && (1..=days).contains(&day)
+}
+
 fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
@@ -610,6 +745,56 @@ artifact = "../target/lambda-x86_64/bootstrap/bootstrap.zip"
             c.resource_tags().get(OWNERSHIP_TAG).map(String::as_str),
             Some("demo")
         );
+        assert_eq!(
+            c.catalog,
+            CatalogSettings {
+                database: "demo".into(),
+                workgroup: "demo".into(),
+                projection_start: DEFAULT_PROJECTION_START.into(),
+            }
+        );
+        assert!(c.outputs.parquet);
+    }
+
+    #[test]
+    fn catalog_names_derive_from_the_stack_with_underscores() {
+        let c = parse(&MINIMAL.replace("\"demo\"", "\"csv-ingest-2\"")).unwrap();
+        assert_eq!(c.catalog.database, "csv_ingest_2");
+        assert_eq!(c.catalog.workgroup, "csv-ingest-2");
+    }
+
+    #[test]
+    fn catalog_and_outputs_can_be_set() {
+        let c = with(
+            "[catalog]\ndatabase = \"lake_users\"\nworkgroup = \"Analysts.1\"\nprojection_start = \"2024-02-29\"\n[outputs]\nparquet = false",
+        )
+        .unwrap();
+        assert_eq!(c.catalog.database, "lake_users");
+        assert_eq!(c.catalog.workgroup, "Analysts.1");
+        assert_eq!(c.catalog.projection_start, "2024-02-29");
+        assert!(!c.outputs.parquet);
+    }
+
+    #[test]
+    fn calendar_dates_are_checked() {
+        for good in ["2025-01-01", "2024-02-29", "2000-02-29", "1999-12-31"] {
+            assert!(is_calendar_date(good), "{good}");
+        }
+        for bad in [
+            "2025-1-01",
+            "2025/01/01",
+            "2025-13-01",
+            "2025-00-10",
+            "2025-04-31",
+            "2023-02-29",
+            "1900-02-29",
+            "2025-01-0a",
+            "+025-01-01",
+            "2025-01-01T00",
+            "",
+        ] {
+            assert!(!is_calendar_date(bad), "{bad}");
+        }
     }
 
     #[test]
@@ -670,6 +855,31 @@ artifact = "../target/lambda-x86_64/bootstrap/bootstrap.zip"
                 "set by the deployer",
             ),
             ("[tags]\n\"aws:foo\" = \"x\"", "may not start with `aws:`"),
+            (
+                "[catalog]\ndatabase = \"Users\"",
+                "config/test.toml: `catalog.database` is \"Users\": Glue database names",
+            ),
+            (
+                "[catalog]\ndatabase = \"my-db\"",
+                "`catalog.database` is \"my-db\"",
+            ),
+            ("[catalog]\ndatabase = \"_db\"", "starting with a letter"),
+            ("[catalog]\ndatabase = \"\"", "`catalog.database` is \"\""),
+            (
+                "[catalog]\nworkgroup = \"has space\"",
+                "`catalog.workgroup` is \"has space\": Athena workgroup names",
+            ),
+            (
+                "[catalog]\nprojection_start = \"2025-02-30\"",
+                "`catalog.projection_start` is \"2025-02-30\": expected a calendar date as YYYY-MM-DD",
+            ),
+            (
+                "[catalog]\nprojection_start = \"01/01/2025\"",
+                "`catalog.projection_start`",
+            ),
+            ("[catalog]\nbucket = \"x\"", "unknown field `bucket`"),
+            ("[outputs]\nparquet = \"yes\"", "config/test.toml:12:"),
+            ("[outputs]\norc = true", "unknown field `orc`"),
             (
                 "[bogus]\nx = 1",
                 "config/test.toml:11: unknown field `bogus`",

@@ -11,6 +11,7 @@ pub mod config;
 pub mod logs;
 pub mod plan;
 pub mod policy;
+pub mod query;
 pub mod report;
 pub mod resources;
 pub mod smoke;

@@ -7,6 +7,7 @@ use clap::Parser;
 use deployer::artifact::{Architecture, Artifact};
 use deployer::cli::{Cli, Command};
 use deployer::config::Config;
+use deployer::report::Output;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -31,8 +32,14 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let config = || Config::load(&cli.config, std::env::var("AWS_ENDPOINT_URL").ok());
+    // Only `query` prints CSV: every other command refuses it here, before any work.
+    let output = match &cli.command {
+        // Unused: `query` takes its own format below.
+        Command::Query { .. } => Output::Text,
+        other => cli.output.for_command(other.name())?,
+    };
     match cli.command {
-        Command::Check { file, out } => deployer::check::run(&file, &out, cli.output).map(|()| 0),
+        Command::Check { file, out } => deployer::check::run(&file, &out, output).map(|()| 0),
         Command::Artifact { zip, architecture } => {
             let architecture = if architecture == "arm64" {
                 Architecture::Arm64
@@ -49,25 +56,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
-        Command::Status => deployer::status::run(&config()?, cli.output)
+        Command::Status => deployer::status::run(&config()?, output).await.map(|()| 0),
+        Command::Logs { since, follow } => deployer::logs::run(&config()?, output, since, follow)
             .await
             .map(|()| 0),
-        Command::Logs { since, follow } => {
-            deployer::logs::run(&config()?, cli.output, since, follow)
-                .await
-                .map(|()| 0)
-        }
-        Command::Plan => deployer::commands::plan(&config()?, cli.output).await,
-        Command::Up => deployer::commands::up(&config()?, cli.output)
+        Command::Plan => deployer::commands::plan(&config()?, output).await,
+        Command::Up => deployer::commands::up(&config()?, output).await.map(|()| 0),
+        Command::Down { purge } => deployer::commands::down(&config()?, output, purge)
             .await
             .map(|()| 0),
-        Command::Down { purge } => deployer::commands::down(&config()?, cli.output, purge)
+        Command::Query {
+            sql,
+            counts,
+            timeout,
+        } => deployer::query::run(&config()?, cli.output.for_query(), sql, counts, timeout)
             .await
             .map(|()| 0),
-        Command::Smoke { timeout, keep } => {
-            deployer::smoke::run(&config()?, cli.output, timeout, keep)
-                .await
-                .map(|()| 0)
-        }
+        Command::Smoke { timeout, keep } => deployer::smoke::run(&config()?, output, timeout, keep)
+            .await
+            .map(|()| 0),
     }
 }

@@ -1,7 +1,9 @@
 //! The whole stack: desired state from the config, concurrent reads, the plan, ordered apply and teardown.
 //!
-//! Dependency order for `up`: buckets, role and log group (concurrently) → function →
-//! invoke permission → bucket notification. `down` walks it backwards.
+//! Dependency order for `up`: buckets, role, log group and queue (concurrently) → function,
+//! and concurrently the Glue catalog (database → tables) and Athena workgroup, which only need
+//! the refined bucket → invoke permission and invoke config → bucket notification. `down`
+//! walks it backwards.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,7 +19,8 @@ use crate::config::{BucketRole, Config};
 use crate::plan::{Describe, Plan, ResourcePlan};
 use crate::report::Reporter;
 use crate::resources::{
-    Deletion, bucket, function, invoke_config, log_group, notification, permission, queue, role,
+    Deletion, athena, bucket, function, glue, invoke_config, log_group, notification, permission,
+    queue, role,
 };
 
 /// Every resource as the config wants it.
@@ -32,6 +35,10 @@ pub struct Desired {
     pub notification: notification::Spec,
     pub queue: queue::Spec,
     pub invoke_config: invoke_config::Spec,
+    pub database: glue::DatabaseSpec,
+    /// `users` then `users_rejected` (`glue::TABLES`).
+    pub tables: Vec<glue::TableSpec>,
+    pub workgroup: athena::Spec,
 }
 
 /// Names of every resource, derived from the config alone (what `down` and `status` need).
@@ -45,6 +52,11 @@ pub struct Names {
     pub permission_statement_id: String,
     pub notification_id: String,
     pub queue: String,
+    pub region: String,
+    pub database: String,
+    /// `glue::TABLES`.
+    pub tables: Vec<String>,
+    pub workgroup: String,
 }
 
 impl Names {
@@ -62,6 +74,39 @@ impl Names {
             permission_statement_id: format!("{}-s3-invoke", config.stack),
             notification_id: format!("{}-ingest-to-lambda", config.stack),
             queue: queue::Spec::name_for_stack(&config.stack),
+            region: config.target.region.clone(),
+            database: config.catalog.database.clone(),
+            tables: glue::TABLES.iter().map(|t| (*t).to_owned()).collect(),
+            workgroup: config.catalog.workgroup.clone(),
+        }
+    }
+
+    /// The database's spec for reading and deleting it (tags are not needed for that).
+    pub fn database_spec(&self, identity: &Identity) -> glue::DatabaseSpec {
+        glue::DatabaseSpec {
+            name: self.database.clone(),
+            arn: glue::database_arn(
+                &identity.partition,
+                &self.region,
+                &identity.account,
+                &self.database,
+            ),
+            tags: Default::default(),
+        }
+    }
+
+    /// The workgroup's spec for reading and deleting it (tags and location are not needed).
+    pub fn workgroup_spec(&self, identity: &Identity) -> athena::Spec {
+        athena::Spec {
+            name: self.workgroup.clone(),
+            arn: athena::workgroup_arn(
+                &identity.partition,
+                &self.region,
+                &identity.account,
+                &self.workgroup,
+            ),
+            output_location: String::new(),
+            tags: Default::default(),
         }
     }
 }
@@ -121,6 +166,10 @@ impl Desired {
             environment: BTreeMap::from([
                 ("RAW_BUCKET".to_owned(), config.buckets.raw.clone()),
                 ("REFINED_BUCKET".to_owned(), config.buckets.refined.clone()),
+                (
+                    PARQUET_OUTPUT_ENV.to_owned(),
+                    if config.outputs.parquet { "on" } else { "off" }.to_owned(),
+                ),
             ]),
             tags: tags.clone(),
             code_sha256: artifact.code_sha256.clone(),
@@ -145,6 +194,31 @@ impl Desired {
             function_name: config.function.name.clone(),
             on_failure_arn: queue.arn.clone(),
         };
+        // The catalog is deployed whether or not the function writes Parquet (`outputs.parquet`):
+        // empty tables cost nothing, and turning Parquet back on needs no catalog change.
+        let database = glue::DatabaseSpec {
+            arn: names.database_spec(identity).arn,
+            name: names.database.clone(),
+            tags: tags.clone(),
+        };
+        let catalog = &config.catalog;
+        let tables = vec![
+            glue::TableSpec::users(
+                &catalog.database,
+                &config.buckets.refined,
+                &catalog.projection_start,
+            ),
+            glue::TableSpec::users_rejected(
+                &catalog.database,
+                &config.buckets.refined,
+                &catalog.projection_start,
+            ),
+        ];
+        let workgroup = athena::Spec {
+            output_location: athena::output_location(&config.buckets.refined),
+            tags: tags.clone(),
+            ..names.workgroup_spec(identity)
+        };
         let log_group = log_group::Spec {
             name: names.log_group.clone(),
             retention_days: config.function.log_retention_days,
@@ -160,9 +234,15 @@ impl Desired {
             notification,
             queue,
             invoke_config,
+            database,
+            tables,
+            workgroup,
         }
     }
 }
+
+/// The function's environment variable that switches its Parquet output: `on` or `off`.
+pub const PARQUET_OUTPUT_ENV: &str = "PARQUET_OUTPUT";
 
 /// Every resource as it is.
 #[derive(Clone, Debug)]
@@ -175,6 +255,10 @@ pub struct Observed {
     pub notification: Option<notification::Observed>,
     pub queue: Option<queue::Observed>,
     pub invoke_config: Option<invoke_config::Observed>,
+    pub database: Option<glue::DatabaseObserved>,
+    /// One per `Desired::tables`; not read (so `None`) unless the database is ours.
+    pub tables: Vec<Option<glue::TableObserved>>,
+    pub workgroup: Option<athena::Observed>,
 }
 
 /// Reads everything concurrently.
@@ -206,13 +290,41 @@ pub async fn read(aws: &Aws, desired: &Desired) -> Result<Observed> {
         };
         Ok::<_, anyhow::Error>((function, permission, invoke_config))
     };
-    let (buckets, role, log_group, queue, (function, permission, invoke_config), notification) = tokio::try_join!(
+    let catalog = async {
+        let database = glue::read_database(aws, &desired.database).await?;
+        let tables = match &database {
+            Some(d) if crate::resources::ownership_problem(&d.tags, stack).is_none() => {
+                try_join_all(
+                    desired
+                        .tables
+                        .iter()
+                        .map(|t| glue::read_table(aws, &t.database, &t.name)),
+                )
+                .await?
+            }
+            _ => vec![None; desired.tables.len()],
+        };
+        Ok::<_, anyhow::Error>((database, tables))
+    };
+    let (
+        buckets,
+        role,
+        log_group,
+        queue,
+        (function, permission, invoke_config),
+        notification,
+        (database, tables),
+        workgroup,
+    ) = tokio::try_join!(
         buckets,
         role::read(aws, &desired.role, stack),
         log_group::read(aws, &desired.log_group.name),
         queue::read(aws, &desired.queue.name),
         function_and_permission,
         ingest_and_notification,
+        // Boxed: SDK futures are large, and the whole read must fit a test thread's stack.
+        Box::pin(catalog),
+        Box::pin(athena::read(aws, &desired.workgroup)),
     )?;
     Ok(Observed {
         buckets,
@@ -223,6 +335,9 @@ pub async fn read(aws: &Aws, desired: &Desired) -> Result<Observed> {
         notification,
         queue,
         invoke_config,
+        database,
+        tables,
+        workgroup,
     })
 }
 
@@ -237,6 +352,10 @@ pub struct Changes {
     pub notification: Vec<notification::Change>,
     pub queue: Vec<queue::Change>,
     pub invoke_config: Vec<invoke_config::Change>,
+    pub database: Vec<glue::DatabaseChange>,
+    /// One per `Desired::tables`.
+    pub tables: Vec<Vec<glue::TableChange>>,
+    pub workgroup: Vec<athena::Change>,
 }
 
 /// Diffs every resource; returns the typed changes and the plan to show.
@@ -320,6 +439,34 @@ pub fn diff(desired: &Desired, observed: &Observed) -> (Changes, Plan) {
         ),
         &changes.notification,
     ));
+    changes.database = owned_diff(
+        &mut plans,
+        glue::DATABASE_KIND,
+        &desired.database.name,
+        stack,
+        observed.database.as_ref(),
+        |o| &o.tags,
+        |o| glue::diff_database(&desired.database, o),
+    );
+    for (i, spec) in desired.tables.iter().enumerate() {
+        let o = observed.tables.get(i).and_then(Option::as_ref);
+        let c = glue::diff_table(spec, o);
+        plans.push(ResourcePlan::from_changes(
+            glue::TABLE_KIND,
+            spec.qualified_name(),
+            &c,
+        ));
+        changes.tables.push(c);
+    }
+    changes.workgroup = owned_diff(
+        &mut plans,
+        athena::KIND,
+        &desired.workgroup.name,
+        stack,
+        observed.workgroup.as_ref(),
+        |o| &o.tags,
+        |o| athena::diff(&desired.workgroup, o),
+    );
     (changes, Plan::new(plans))
 }
 
@@ -428,22 +575,35 @@ pub async fn apply(
             async { queue::apply(aws, &desired.queue, queue_url.as_deref(), &changes.queue).await }
         ),
     )?;
-    // Phase 2: the function, once its role exists.
-    timed(
-        report,
-        ResourcePlan::from_changes(
-            function::KIND,
-            desired.function.name.clone(),
-            &changes.function,
+    // Phase 2: the function, once its role exists; the catalog and the workgroup, once the
+    // refined bucket exists (concurrently with the function).
+    tokio::try_join!(
+        timed(
+            report,
+            ResourcePlan::from_changes(
+                function::KIND,
+                desired.function.name.clone(),
+                &changes.function,
+            ),
+            function::apply(
+                aws,
+                &desired.function,
+                &desired.permission.function_arn,
+                &changes.function,
+            ),
         ),
-        function::apply(
-            aws,
-            &desired.function,
-            &desired.permission.function_arn,
-            &changes.function,
-        ),
-    )
-    .await?;
+        // Boxed: SDK futures are large, and the whole apply must fit a test thread's stack.
+        Box::pin(apply_catalog(aws, desired, observed, changes, report)),
+        Box::pin(timed(
+            report,
+            ResourcePlan::from_changes(
+                athena::KIND,
+                desired.workgroup.name.clone(),
+                &changes.workgroup
+            ),
+            athena::apply(aws, &desired.workgroup, &changes.workgroup),
+        )),
+    )?;
     // Phase 3: S3 may invoke it, and failures are routed. Phase 4: S3 does invoke it.
     tokio::try_join!(
         timed(
@@ -475,6 +635,41 @@ pub async fn apply(
         notification::apply(aws, &desired.notification, &changes.notification),
     )
     .await?;
+    Ok(())
+}
+
+/// The Glue database, then its tables (concurrently).
+async fn apply_catalog(
+    aws: &Aws,
+    desired: &Desired,
+    observed: &Observed,
+    changes: &Changes,
+    report: &Reporter,
+) -> Result<()> {
+    timed(
+        report,
+        ResourcePlan::from_changes(
+            glue::DATABASE_KIND,
+            desired.database.name.clone(),
+            &changes.database,
+        ),
+        glue::apply_database(aws, &desired.database, &changes.database),
+    )
+    .await?;
+    let tables = desired
+        .tables
+        .iter()
+        .zip(&changes.tables)
+        .enumerate()
+        .map(|(i, (spec, c))| {
+            let o = observed.tables.get(i).and_then(Option::as_ref);
+            timed(
+                report,
+                ResourcePlan::from_changes(glue::TABLE_KIND, spec.qualified_name(), c),
+                glue::apply_table(aws, spec, o, c),
+            )
+        });
+    try_join_all(tables).await?;
     Ok(())
 }
 
@@ -567,11 +762,22 @@ pub async fn down(
         Deletion::Absent
     };
     record(invoke_config::KIND, names.function.clone(), deletion);
-    record(
-        function::KIND,
-        names.function.clone(),
-        function::delete(aws, &names.function, stack).await?,
-    );
+    let workgroup = names.workgroup_spec(identity);
+    let (function, (tables, database), workgroup) = tokio::try_join!(
+        function::delete(aws, &names.function, stack),
+        Box::pin(delete_catalog(aws, names, identity)),
+        Box::pin(athena::delete(aws, &workgroup, stack)),
+    )?;
+    record(function::KIND, names.function.clone(), function);
+    for (table, deletion) in names.tables.iter().zip(tables) {
+        record(
+            glue::TABLE_KIND,
+            format!("{}.{table}", names.database),
+            deletion,
+        );
+    }
+    record(glue::DATABASE_KIND, names.database.clone(), database);
+    record(athena::KIND, names.workgroup.clone(), workgroup);
 
     let buckets = try_join_all(
         names
@@ -592,4 +798,115 @@ pub async fn down(
         record(bucket::KIND, format!("{name} ({role})"), deletion);
     }
     Ok(removed)
+}
+
+/// The tables, then the database, when the database is ours; otherwise everything is kept.
+async fn delete_catalog(
+    aws: &Aws,
+    names: &Names,
+    identity: &Identity,
+) -> Result<(Vec<Deletion>, Deletion)> {
+    let spec = names.database_spec(identity);
+    let Some(database) = glue::read_database(aws, &spec).await? else {
+        return Ok((vec![Deletion::Absent; names.tables.len()], Deletion::Absent));
+    };
+    if let Some(problem) = crate::resources::ownership_problem(&database.tags, &names.stack) {
+        let kept = Deletion::Kept(format!(
+            "it is in glue database {}, which is not ours",
+            names.database
+        ));
+        return Ok((vec![kept; names.tables.len()], Deletion::Kept(problem)));
+    }
+    let tables = try_join_all(
+        names
+            .tables
+            .iter()
+            .map(|t| glue::delete_table(aws, &names.database, t)),
+    )
+    .await?;
+    let database = glue::delete_database(aws, &spec, &names.stack).await?;
+    Ok((tables, database))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::artifact::Architecture;
+
+    fn desired(extra: &str) -> Desired {
+        let text = format!(
+            "stack = \"demo-1\"\n[target]\nregion = \"eu-west-1\"\n[function]\narchitecture = \"arm64\"\nartifact = \"x.zip\"\n{extra}"
+        );
+        let config = Config::parse(Path::new("c.toml"), &text, None).unwrap();
+        let identity = Identity {
+            account: "123456789012".into(),
+            partition: "aws".into(),
+            arn: "arn:aws:iam::123456789012:root".into(),
+        };
+        let artifact = Artifact {
+            path: PathBuf::from("x.zip"),
+            architecture: Architecture::Arm64,
+            code_sha256: "sha".into(),
+            size: 1,
+        };
+        Desired::new(&config, &identity, &artifact)
+    }
+
+    #[test]
+    fn the_catalog_is_deployed_whether_parquet_is_on_or_off() {
+        for (extra, switch) in [("", "on"), ("[outputs]\nparquet = false", "off")] {
+            let d = desired(extra);
+            assert_eq!(
+                d.function
+                    .environment
+                    .get(PARQUET_OUTPUT_ENV)
+                    .map(String::as_str),
+                Some(switch)
+            );
+            assert_eq!(d.database.name, "demo_1");
+            assert_eq!(
+                d.database.arn,
+                "arn:aws:glue:eu-west-1:123456789012:database/demo_1"
+            );
+            let tables: Vec<String> = d.tables.iter().map(|t| t.qualified_name()).collect();
+            assert_eq!(tables, ["demo_1.users", "demo_1.users_rejected"]);
+            assert_eq!(d.workgroup.name, "demo-1");
+            assert_eq!(
+                d.workgroup.arn,
+                "arn:aws:athena:eu-west-1:123456789012:workgroup/demo-1"
+            );
+            assert_eq!(
+                d.workgroup.output_location,
+                "s3://demo-1-refined/athena-results/"
+            );
+            assert_eq!(d.database.tags, d.workgroup.tags);
+        }
+    }
+
+    #[test]
+    fn tables_follow_the_refined_bucket_and_the_projection_start() {
+        let d = desired(
+            "[buckets]\nrefined = \"lake-refined\"\n[catalog]\ndatabase = \"lake\"\nprojection_start = \"2024-06-01\"",
+        );
+        let users = &d.tables[0];
+        assert_eq!(users.location, "s3://lake-refined/curated/users/");
+        assert_eq!(users.database, "lake");
+        assert_eq!(
+            users
+                .parameters
+                .get("projection.date.range")
+                .map(String::as_str),
+            Some("2024-06-01,NOW")
+        );
+        let names = Names::new(&Config::parse(
+            Path::new("c.toml"),
+            "stack = \"demo-1\"\n[target]\nregion = \"eu-west-1\"\n[function]\narchitecture = \"arm64\"\nartifact = \"x.zip\"\n[catalog]\ndatabase = \"lake\"",
+            None,
+        )
+        .unwrap());
+        assert_eq!(names.database, "lake");
+        assert_eq!(names.tables, ["users", "users_rejected"]);
+    }
 }

@@ -7,12 +7,12 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 use serde::Serialize;
 
-use crate::aws::{Aws, sdk_error};
+use crate::aws::{Aws, Identity, sdk_error};
 use crate::commands::connect;
 use crate::config::Config;
 use crate::report::{Output, Reporter, print_json};
 use crate::resources::{
-    Tags, bucket, function, invoke_config, log_group, ownership_problem, queue, role,
+    Tags, athena, bucket, function, glue, invoke_config, log_group, ownership_problem, queue, role,
 };
 use crate::stack::Names;
 
@@ -62,8 +62,8 @@ fn iso(time: DateTime) -> String {
 
 pub async fn run(config: &Config, output: Output) -> Result<()> {
     let report = Reporter::new(output);
-    let (aws, _identity) = connect(config, &report).await?;
-    let rows = collect(&aws, &Names::new(config)).await?;
+    let (aws, identity) = connect(config, &report).await?;
+    let rows = collect(&aws, &Names::new(config), &identity).await?;
     match output {
         Output::Json => print_json(&rows)?,
         Output::Text => {
@@ -92,7 +92,7 @@ pub async fn run(config: &Config, output: Output) -> Result<()> {
 }
 
 /// Reads every resource of the stack by name.
-pub async fn collect(aws: &Aws, names: &Names) -> Result<Vec<Row>> {
+pub async fn collect(aws: &Aws, names: &Names, identity: &Identity) -> Result<Vec<Row>> {
     let stack = names.stack.as_str();
     let created: BTreeMap<String, DateTime> = aws
         .s3
@@ -190,6 +190,65 @@ pub async fn collect(aws: &Aws, names: &Names) -> Result<Vec<Row>> {
             .with("failed_events_waiting", q.depth.unwrap_or_default())
             .with("sse_sqs", q.sse_enabled);
         row.last_modified = q.last_modified.map(|s| iso(DateTime::from_secs(s)));
+    }
+    rows.push(row);
+
+    let database = names.database_spec(identity);
+    let mut row = Row::new(glue::DATABASE_KIND, &names.database);
+    // `None`: no database, so no tables to look for; `Some(ours)` otherwise.
+    let mut database_ours = None;
+    if let Some(d) = glue::read_database(aws, &database).await? {
+        row = row.found(&d.tags, stack);
+        database_ours = Some(row.state == "present");
+        row.last_modified = d
+            .created
+            .map(|s| format!("{} (created)", iso(DateTime::from_secs(s))));
+    }
+    rows.push(row);
+    for table in &names.tables {
+        let mut row = Row::new(glue::TABLE_KIND, format!("{}.{table}", names.database));
+        let found = match database_ours {
+            Some(_) => glue::read_table(aws, &names.database, table).await?,
+            None => None,
+        };
+        if let Some(t) = found {
+            if database_ours == Some(true) {
+                row.state = "present";
+                let projection = t
+                    .parameters
+                    .get("projection.enabled")
+                    .map_or("off", String::as_str);
+                row = row
+                    .with("location", t.location.as_deref().unwrap_or("none"))
+                    .with("columns", t.columns.len())
+                    .with("partition_projection", projection);
+                row.last_modified = t.updated.map(|s| iso(DateTime::from_secs(s)));
+            } else {
+                // In a database that is not ours: what it holds is none of our business.
+                row.state = "not ours";
+            }
+        }
+        rows.push(row);
+    }
+
+    let mut row = Row::new(athena::KIND, &names.workgroup);
+    if let Some(w) = athena::read(aws, &names.workgroup_spec(identity)).await? {
+        row = row.found(&w.tags, stack);
+        if row.state == "present" {
+            row = row
+                .with("state", w.state.as_deref().unwrap_or("?"))
+                .with(
+                    "output_location",
+                    w.output_location.as_deref().unwrap_or("none"),
+                )
+                .with(
+                    "enforce_configuration",
+                    w.enforce_configuration.unwrap_or(false),
+                );
+        }
+        row.last_modified = w
+            .created
+            .map(|s| format!("{} (created)", iso(DateTime::from_secs(s))));
     }
     rows.push(row);
     Ok(rows)

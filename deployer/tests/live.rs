@@ -98,10 +98,10 @@ fn changed(plan: &Plan) -> Vec<(String, Action, Vec<String>)> {
 async fn up_from_empty_creates_everything_then_nothing_changes() {
     let s = Stack::new("fresh", "").await;
     let before = s.plan().await;
-    assert_eq!(before.counts.create, 10, "{before}");
+    assert_eq!(before.counts.create, 14, "{before}");
     let (applied, calls) = s.up().await.unwrap();
-    assert_eq!(applied.counts.create, 10);
-    assert!(calls.mutating > 10, "{calls:?}");
+    assert_eq!(applied.counts.create, 14);
+    assert!(calls.mutating > 14, "{calls:?}");
 
     let after = s.plan().await;
     assert!(after.is_empty(), "{after}");
@@ -117,7 +117,7 @@ async fn up_from_empty_creates_everything_then_nothing_changes() {
         removed.iter().all(|r| r.deletion == Deletion::Deleted),
         "{removed:?}"
     );
-    assert_eq!(s.plan().await.counts.create, 10);
+    assert_eq!(s.plan().await.counts.create, 14);
     // Twice is fine.
     assert!(
         s.down(true)
@@ -347,13 +347,35 @@ async fn a_same_named_role_without_our_tag_is_refused_and_kept() {
         .unwrap();
 
     let plan = s.plan().await;
-    let conflict = plan.resources.iter().find(|r| r.action == Action::Conflict).unwrap();
-    assert_eq!((conflict.kind, conflict.name.as_str()), ("iam role", role.as_str()));
+    let conflict = plan
+        .resources
+        .iter()
+        .find(|r| r.action == Action::Conflict)
+        .unwrap();
+    assert_eq!(
+        (conflict.kind, conflict.name.as_str()),
+        ("iam role", role.as_str())
+    );
     assert!(s.up().await.is_err());
 
     let removed = s.down(true).await;
     let kept = removed.iter().find(|r| r.kind == "iam role").unwrap();
-    assert!(matches!(&kept.deletion, Deletion::Kept(why) if why.contains("not ours")), "{kept:?}");
-    s.aws.iam.get_role().role_name(&role).send().await.expect("the foreign role must survive down");
-    s.aws.iam.delete_role().role_name(&role).send().await.unwrap();
+    assert!(
+        matches!(&kept.deletion, Deletion::Kept(why) if why.contains("not ours")),
+        "{kept:?}"
+    );
+    s.aws
+        .iam
+        .get_role()
+        .role_name(&role)
+        .send()
+        .await
+        .expect("the foreign role must survive down");
+    s.aws
+        .iam
+        .delete_role()
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
 }

@@ -10,7 +10,7 @@ use aws_smithy_types::body::SdkBody;
 use deployer::aws::{Aws, Identity};
 use deployer::report::{Output, Reporter};
 use deployer::resources::{
-    bucket, function, invoke_config, log_group, notification, permission, queue, role,
+    athena, bucket, function, glue, invoke_config, log_group, notification, permission, queue, role,
 };
 use deployer::stack::{self, Changes, Desired};
 
@@ -59,6 +59,11 @@ async fn no_change_sends_no_request() {
     invoke_config::apply(&aws, &d.invoke_config, &[])
         .await
         .unwrap();
+    glue::apply_database(&aws, &d.database, &[]).await.unwrap();
+    for spec in &d.tables {
+        glue::apply_table(&aws, spec, None, &[]).await.unwrap();
+    }
+    athena::apply(&aws, &d.workgroup, &[]).await.unwrap();
 
     // The whole stack with an empty diff, as a no-op `up` runs it.
     let observed = stack::Observed {
@@ -70,9 +75,13 @@ async fn no_change_sends_no_request() {
         notification: None,
         queue: None,
         invoke_config: None,
+        database: None,
+        tables: vec![None, None],
+        workgroup: None,
     };
     let changes = Changes {
         buckets: vec![vec![], vec![], vec![]],
+        tables: vec![vec![], vec![]],
         ..Changes::default()
     };
     let plan = deployer::plan::Plan::new(vec![]);

@@ -2,8 +2,10 @@
 //! (NotFound ⇒ `None`), pure `diff(spec, observed) -> Vec<Change>`, `apply` (one call per
 //! change, none when the diff is empty) and a separate `delete` path.
 
+pub mod athena;
 pub mod bucket;
 pub mod function;
+pub mod glue;
 pub mod invoke_config;
 pub mod log_group;
 pub mod notification;

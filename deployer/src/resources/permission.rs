@@ -1,6 +1,7 @@
 //! The function's resource-policy statement letting S3 (only our ingest bucket, only our account) invoke it.
 
 use anyhow::{Context, Result};
+use aws_sdk_lambda::operation::add_permission::AddPermissionError;
 use aws_sdk_lambda::operation::get_policy::GetPolicyError;
 use aws_sdk_lambda::operation::remove_permission::RemovePermissionError;
 use serde_json::{Value, json};
@@ -125,7 +126,8 @@ pub async fn apply(aws: &Aws, spec: &Spec, changes: &[Change]) -> Result<()> {
         if let Change::Replace { .. } = change {
             remove(aws, spec).await?;
         }
-        aws.lambda
+        let result = aws
+            .lambda
             .add_permission()
             .function_name(name)
             .statement_id(&spec.statement_id)
@@ -134,9 +136,29 @@ pub async fn apply(aws: &Aws, spec: &Spec, changes: &[Change]) -> Result<()> {
             .source_arn(&spec.source_bucket_arn)
             .source_account(&spec.source_account)
             .send()
-            .await
-            .map_err(sdk_error)
-            .with_context(|| format!("AddPermission on lambda function {name}"))?;
+            .await;
+        match result {
+            Ok(_) => {}
+            // A retry of a call whose answer was lost finds its own statement. Lambda uses the
+            // same error for "update in progress", so only a statement we can read back as
+            // exactly ours counts as done.
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(AddPermissionError::ResourceConflictException(_))
+                ) =>
+            {
+                let now = read(aws, spec).await?;
+                if !diff(spec, now.as_ref()).is_empty() {
+                    return Err(sdk_error(e))
+                        .with_context(|| format!("AddPermission on lambda function {name}"));
+                }
+            }
+            Err(e) => {
+                return Err(sdk_error(e))
+                    .with_context(|| format!("AddPermission on lambda function {name}"));
+            }
+        }
     }
     Ok(())
 }

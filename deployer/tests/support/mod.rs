@@ -1,6 +1,8 @@
-//! Test support: a fake function zip, configs for unique stacks, and the emulator endpoint.
+//! Test support: a fake or the real function zip, configs for unique stacks, and the emulator endpoint.
 
 #![allow(dead_code)]
+
+pub mod fault_proxy;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -70,4 +72,54 @@ memory_mb = 256
 /// A stack name unique to this test run.
 pub fn stack_name(test: &str) -> String {
     format!("t{}-{test}", std::process::id() % 100_000)
+}
+
+/// The real function zip (`scripts/build-lambda.sh x86_64`), from `CSV_INGEST_TEST_ARTIFACT`.
+pub fn real_artifact_path() -> PathBuf {
+    let path = std::env::var_os("CSV_INGEST_TEST_ARTIFACT")
+        .map(PathBuf::from)
+        .expect(
+            "CSV_INGEST_TEST_ARTIFACT is not set: these tests run the real function; build it with \
+         `scripts/build-lambda.sh x86_64` and set CSV_INGEST_TEST_ARTIFACT to \
+         target/lambda-x86_64/bootstrap/bootstrap.zip (absolute path), or run `make test`",
+        );
+    assert!(
+        path.is_file(),
+        "CSV_INGEST_TEST_ARTIFACT={} is not a file: build it with `scripts/build-lambda.sh x86_64`",
+        path.display()
+    );
+    path
+}
+
+/// A config for a stack of its own against `endpoint` that deploys the real function
+/// (`real_artifact_path`). `extra` goes at the end of the `[function]` table, so it may set
+/// function keys and then open further tables (`[notification]`).
+pub fn real_config(stack: &str, endpoint: &str, extra: &str) -> (Config, Artifact) {
+    let dir = scratch_dir(stack);
+    let zip = real_artifact_path();
+    let text = format!(
+        r#"
+stack = "{stack}"
+[target]
+region = "us-east-1"
+endpoint = "{endpoint}"
+credentials = "emulator"
+[function]
+architecture = "x86_64"
+artifact = "{}"
+memory_mb = 256
+{extra}
+"#,
+        zip.display()
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, &text).unwrap();
+    let config = Config::load(&path, None).unwrap();
+    let artifact = Artifact::inspect(&zip, Architecture::X86_64).unwrap_or_else(|e| {
+        panic!(
+            "CSV_INGEST_TEST_ARTIFACT={} is not a usable x86_64 function zip: {e}",
+            zip.display()
+        )
+    });
+    (config, artifact)
 }

@@ -1,13 +1,14 @@
 //! The ingestion contract (`SPEC.md`) as pure code: row validation, the streaming processor and the output key layout.
 //!
-//! Invariant: this crate does no I/O beyond `std::io::Read`/`Write` handed to it, and depends on no
-//! async runtime or AWS crate. The Lambda function, `deployer check` and `deployer smoke` all go
+//! Invariant: this crate does no I/O beyond `std::io::Read`/`Write` handed to it (or a `Read`
+//! and an output callback, for `parallel`), and depends on no async runtime or AWS crate. The Lambda function, `deployer check` and `deployer smoke` all go
 //! through it, so there is exactly one implementation of the contract.
 
 pub mod email;
 pub mod header;
 pub mod layout;
 pub mod output;
+pub mod parallel;
 pub mod process;
 pub mod reason;
 pub mod record;

@@ -1,18 +1,19 @@
 //! `deployer check FILE`: the pipeline's own processor run on a local file, no AWS involved.
 //!
-//! Streams the file in 1 MiB chunks and writes the outputs as they fill, so memory stays flat
-//! whatever the file size. Outputs are written to temporary names and renamed at the end; an
-//! output with no rows is not written (and a stale one from an earlier run is removed).
+//! Streams the file in 1 MiB segments through `shared`'s order-preserving parallel driver and
+//! writes the outputs as they come, so memory stays flat whatever the file size. Outputs are
+//! written to temporary names and renamed at the end; an output with no rows is not written (and
+//! a stale one from an earlier run is removed).
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use shared::output::CsvOutputs;
-use shared::{Processor, Summary};
+use shared::Summary;
+use shared::parallel::{Output as Stream, Parallel};
 
-use crate::report::{Output, print_json};
+use crate::report::Output;
 
 const CHUNK: usize = 1 << 20;
 
@@ -20,7 +21,8 @@ const CHUNK: usize = 1 << 20;
 pub fn run(file: &Path, out_dir: &Path, output: Output) -> Result<()> {
     let (summary, written) = check_file(file, out_dir)?;
     match output {
-        Output::Json => print_json(&summary)?,
+        // One compact line: `{"records":N,"clean":N,"rejected":N,"reasons":{…}}`.
+        Output::Json => println!("{}", serde_json::to_string(&summary)?),
         Output::Text => {
             println!("{}", describe(file, &summary));
             if let Some(problem) = &summary.header_problem {
@@ -36,11 +38,11 @@ pub fn run(file: &Path, out_dir: &Path, output: Output) -> Result<()> {
 
 /// `data/users.csv: 4 records, 2 clean, 2 rejected (invalid_email 1, update_before_create 1)`.
 pub fn describe(file: &Path, summary: &Summary) -> String {
-    let value = serde_json::to_value(&summary.reasons).unwrap_or_default();
-    let reasons: Vec<String> = value
-        .as_object()
-        .map(|m| m.iter().map(|(code, n)| format!("{code} {n}")).collect())
-        .unwrap_or_default();
+    let reasons: Vec<String> = summary
+        .reasons
+        .iter()
+        .map(|(reason, n)| format!("{} {n}", reason.code()))
+        .collect();
     let mut text = format!(
         "{}: {} records, {} clean, {} rejected",
         file.display(),
@@ -54,9 +56,10 @@ pub fn describe(file: &Path, summary: &Summary) -> String {
     text
 }
 
-/// Processes `file` into `out_dir`; returns the summary and the outputs written.
+/// Processes `file` into `out_dir` (on every core, outputs byte-identical to a sequential
+/// run); returns the summary and the outputs written.
 pub fn check_file(file: &Path, out_dir: &Path) -> Result<(Summary, Vec<PathBuf>)> {
-    let mut input = File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let input = File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
     let name = file.file_name().and_then(|n| n.to_str()).with_context(|| {
         format!(
             "cannot name outputs after {}: not a UTF-8 file name",
@@ -66,27 +69,18 @@ pub fn check_file(file: &Path, out_dir: &Path) -> Result<(Summary, Vec<PathBuf>)
     let (cleaned, rejected) = shared::layout::local_output_paths(name);
     let mut clean_out = LazyFile::new(out_dir.join(cleaned));
     let mut rejected_out = LazyFile::new(out_dir.join(rejected));
-
-    let mut processor = Processor::new();
-    let mut outputs = CsvOutputs::new();
-    let mut chunk = vec![0u8; CHUNK];
-    let result = (|| -> Result<Summary> {
-        loop {
-            let n = match input.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
-            };
-            processor.feed(&chunk[..n], &mut outputs);
-            clean_out.drain_from(&mut outputs.clean, CHUNK)?;
-            rejected_out.drain_from(&mut outputs.rejected, CHUNK)?;
-        }
-        let summary = processor.finish(&mut outputs);
-        clean_out.drain_from(&mut outputs.clean, 0)?;
-        rejected_out.drain_from(&mut outputs.rejected, 0)?;
-        Ok(summary)
-    })();
+    let mut write_error: Option<anyhow::Error> = None;
+    let result = Parallel::default().run(input, |output, bytes| {
+        let target = match output {
+            Stream::Clean => &mut clean_out,
+            Stream::Rejected => &mut rejected_out,
+        };
+        target.write(bytes).map_err(|e| {
+            let io = std::io::Error::other(e.to_string());
+            write_error = Some(e);
+            io
+        })
+    });
     match result {
         Ok(summary) => {
             let mut written = Vec::new();
@@ -97,7 +91,10 @@ pub fn check_file(file: &Path, out_dir: &Path) -> Result<(Summary, Vec<PathBuf>)
         Err(e) => {
             clean_out.discard();
             rejected_out.discard();
-            Err(e)
+            Err(match write_error {
+                Some(write) => write,
+                None => anyhow::Error::new(e).context(format!("cannot read {}", file.display())),
+            })
         }
     }
 }
@@ -106,7 +103,7 @@ pub fn check_file(file: &Path, out_dir: &Path) -> Result<(Summary, Vec<PathBuf>)
 struct LazyFile {
     path: PathBuf,
     temp: PathBuf,
-    file: Option<File>,
+    file: Option<BufWriter<File>>,
 }
 
 impl LazyFile {
@@ -120,32 +117,29 @@ impl LazyFile {
         }
     }
 
-    /// Writes out `buffer` once it holds at least `threshold` bytes (0: whatever it holds).
-    fn drain_from(&mut self, buffer: &mut Vec<u8>, threshold: usize) -> Result<()> {
-        if buffer.is_empty() || buffer.len() < threshold {
-            return Ok(());
-        }
-        if self.file.is_none() {
-            if let Some(dir) = self.temp.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                if let Some(dir) = self.temp.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                let file = File::create(&self.temp)
+                    .with_context(|| format!("cannot write {}", self.temp.display()))?;
+                self.file.insert(BufWriter::with_capacity(CHUNK, file))
             }
-            let file = File::create(&self.temp)
-                .with_context(|| format!("cannot write {}", self.temp.display()))?;
-            self.file = Some(file);
-        }
-        if let Some(file) = &mut self.file {
-            file.write_all(buffer)
-                .with_context(|| format!("cannot write {}", self.temp.display()))?;
-        }
-        buffer.clear();
-        Ok(())
+        };
+        file.write_all(bytes)
+            .with_context(|| format!("cannot write {}", self.temp.display()))
     }
 
-    /// Renames the finished output into place; with no rows, removes a stale one instead.
+    /// Moves the finished output into place; with no rows, removes a stale one instead.
     fn commit(self) -> Result<Option<PathBuf>> {
         match self.file {
-            Some(file) => {
+            Some(mut file) => {
+                file.flush()
+                    .with_context(|| format!("cannot write {}", self.temp.display()))?;
                 drop(file);
                 std::fs::rename(&self.temp, &self.path)
                     .with_context(|| format!("cannot move {} into place", self.path.display()))?;

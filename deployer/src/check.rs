@@ -60,6 +60,9 @@ pub fn describe(file: &Path, summary: &Summary) -> String {
 /// run); returns the summary and the outputs written.
 pub fn check_file(file: &Path, out_dir: &Path) -> Result<(Summary, Vec<PathBuf>)> {
     let input = File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if input.metadata().is_ok_and(|m| m.is_dir()) {
+        anyhow::bail!("cannot read {}: it is a directory", file.display());
+    }
     let name = file.file_name().and_then(|n| n.to_str()).with_context(|| {
         format!(
             "cannot name outputs after {}: not a UTF-8 file name",

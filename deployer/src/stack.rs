@@ -111,7 +111,30 @@ impl Names {
     }
 }
 
+/// How a bucket is named in plans and progress lines.
+fn bucket_label(name: &str, role: BucketRole) -> String {
+    format!("{name} ({role})")
+}
+
+/// How the invoke permission (a statement on the function) is named in plans.
+fn permission_label(statement_id: &str, function: &str) -> String {
+    format!("{statement_id} on {function}")
+}
+
+/// How our notification entry (one of the bucket's entries) is named in plans.
+fn notification_label(id: &str, bucket: &str) -> String {
+    format!("{id} on {bucket}")
+}
+
 impl Desired {
+    fn permission_label(&self) -> String {
+        permission_label(&self.permission.statement_id, &self.function.name)
+    }
+
+    fn notification_label(&self) -> String {
+        notification_label(&self.notification.id, &self.notification.bucket)
+    }
+
     pub fn new(config: &Config, identity: &Identity, artifact: &Artifact) -> Desired {
         let names = Names::new(config);
         let partition = identity.partition.as_str();
@@ -364,7 +387,7 @@ pub fn diff(desired: &Desired, observed: &Observed) -> (Changes, Plan) {
     let mut changes = Changes::default();
     let mut plans = Vec::new();
     for (spec, o) in desired.buckets.iter().zip(&observed.buckets) {
-        let name = format!("{} ({})", spec.name, spec.role);
+        let name = bucket_label(&spec.name, spec.role);
         match o.as_ref().and_then(|o| o.ownership_problem(stack)) {
             Some(problem) => {
                 plans.push(ResourcePlan::conflict(bucket::KIND, name, problem));
@@ -416,10 +439,7 @@ pub fn diff(desired: &Desired, observed: &Observed) -> (Changes, Plan) {
     changes.permission = permission::diff(&desired.permission, observed.permission.as_ref());
     plans.push(ResourcePlan::from_changes(
         permission::KIND,
-        format!(
-            "{} on {}",
-            desired.permission.statement_id, desired.function.name
-        ),
+        desired.permission_label(),
         &changes.permission,
     ));
     changes.invoke_config =
@@ -433,10 +453,7 @@ pub fn diff(desired: &Desired, observed: &Observed) -> (Changes, Plan) {
         notification::diff(&desired.notification, observed.notification.as_ref());
     plans.push(ResourcePlan::from_changes(
         notification::KIND,
-        format!(
-            "{} on {}",
-            desired.notification.id, desired.notification.bucket
-        ),
+        desired.notification_label(),
         &changes.notification,
     ));
     changes.database = owned_diff(
@@ -491,17 +508,6 @@ fn owned_diff<O, C: Describe>(
     changes
 }
 
-/// What `up` did, for `--output json`.
-#[derive(Clone, Debug, Serialize)]
-pub struct Applied {
-    pub plan: Plan,
-    pub created: usize,
-    pub updated: usize,
-    pub unchanged: usize,
-    pub mutating_calls: u64,
-    pub seconds: f64,
-}
-
 /// Applies `changes` in dependency order; resources without changes make no call.
 pub async fn apply(
     aws: &Aws,
@@ -535,11 +541,7 @@ pub async fn apply(
         .map(|(spec, c)| {
             timed(
                 report,
-                ResourcePlan::from_changes(
-                    bucket::KIND,
-                    format!("{} ({})", spec.name, spec.role),
-                    c,
-                ),
+                ResourcePlan::from_changes(bucket::KIND, bucket_label(&spec.name, spec.role), c),
                 async move { bucket::apply(aws, spec, c).await },
             )
         });
@@ -610,7 +612,7 @@ pub async fn apply(
             report,
             ResourcePlan::from_changes(
                 permission::KIND,
-                desired.permission.statement_id.clone(),
+                desired.permission_label(),
                 &changes.permission,
             ),
             permission::apply(aws, &desired.permission, &changes.permission),
@@ -629,7 +631,7 @@ pub async fn apply(
         report,
         ResourcePlan::from_changes(
             notification::KIND,
-            desired.notification.id.clone(),
+            desired.notification_label(),
             &changes.notification,
         ),
         notification::apply(aws, &desired.notification, &changes.notification),
@@ -731,7 +733,7 @@ pub async fn down(
     };
     record(
         notification::KIND,
-        format!("{} on {ingest}", names.notification_id),
+        notification_label(&names.notification_id, &ingest),
         deletion,
     );
 
@@ -753,7 +755,7 @@ pub async fn down(
     };
     record(
         permission::KIND,
-        format!("{} on {}", names.permission_statement_id, names.function),
+        permission_label(&names.permission_statement_id, &names.function),
         deletion,
     );
     let deletion = if function_ours {
@@ -795,7 +797,7 @@ pub async fn down(
     record(role::KIND, names.role.clone(), role);
     record(queue::KIND, names.queue.clone(), queue);
     for ((role, name), deletion) in names.buckets.iter().zip(buckets) {
-        record(bucket::KIND, format!("{name} ({role})"), deletion);
+        record(bucket::KIND, bucket_label(name, *role), deletion);
     }
     Ok(removed)
 }

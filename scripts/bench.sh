@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks, reproducible on this machine kind (figures go in the README):
-#   scripts/bench.sh check      `deployer check` on generated 1M- and 10M-row files: wall time, peak RSS
+#   scripts/bench.sh check      `deployer check` (CSV, then `--format parquet`) on generated 1M- and 10M-row files: wall time, peak RSS, size ratio
 #   scripts/bench.sh deploy     fresh `up`, `plan`, no-op `up`, `down --purge` against ministack: time, peak RSS
 #   scripts/bench.sh pipeline   a 1M-row file through the local pipeline: upload start → both outputs, function peak RSS
 #   scripts/bench.sh            all three
@@ -46,9 +46,17 @@ bench_check() {
     echo
     read -r wall rss < <(measure "$DEPLOYER" check "$f" --out "$DATA/out" --output json)
     echo "one run under /usr/bin/time -v: wall ${wall}s, peak RSS ${rss} MiB"
+    read -r wall rss < <(measure "$DEPLOYER" check "$f" --out "$DATA/out-parquet" --format parquet --output json)
+    echo "--format parquet, one run under /usr/bin/time -v: wall ${wall}s, peak RSS ${rss} MiB"
   done
+  local stem csv parquet
+  stem=$(basename "$DATA/users-1m.csv" .csv)
+  csv=$(( $(stat -c %s "$DATA/out/${stem}_cleaned.csv") + $(stat -c %s "$DATA/out/rejected/${stem}_rejected.csv") ))
+  parquet=$(( $(stat -c %s "$DATA/out-parquet/$stem.parquet") + $(stat -c %s "$DATA/out-parquet/rejected/${stem}_rejected.parquet") ))
+  echo "1M rows: parquet outputs ${parquet} bytes, csv outputs ${csv} bytes, ratio $(awk "BEGIN {printf \"%.3f\", $parquet / $csv}")"
   hyperfine --warmup 1 --runs "$RUNS" --style basic \
-    "$DEPLOYER check $DATA/users-1m.csv --out $DATA/out --output json"
+    "$DEPLOYER check $DATA/users-1m.csv --out $DATA/out --output json" \
+    "$DEPLOYER check $DATA/users-1m.csv --out $DATA/out-parquet --format parquet --output json"
 }
 
 with_emulator() {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::check::Format as CheckFormat;
 use crate::query::Format;
 use crate::report::Output;
 
@@ -77,9 +78,13 @@ pub enum Command {
     Check {
         /// The CSV file.
         file: PathBuf,
-        /// Where to write `<name>_cleaned.csv` and `rejected/<name>_rejected.csv`.
+        /// Where to write `<name>_cleaned.csv` and `rejected/<name>_rejected.csv` (and
+        /// `<name>.parquet`, `rejected/<name>_rejected.parquet`).
         #[arg(long, default_value = "out")]
         out: PathBuf,
+        /// Outputs to write: CSV (the contract's), Parquet (the function's query copies), or both.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Csv)]
+        format: CheckFormat,
     },
 }
 

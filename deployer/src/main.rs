@@ -39,7 +39,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         other => cli.output.for_command(other.name())?,
     };
     match cli.command {
-        Command::Check { file, out } => deployer::check::run(&file, &out, output).map(|()| 0),
+        Command::Check { file, out, format } => {
+            deployer::check::run(&file, &out, format, output).map(|()| 0)
+        }
         Command::Artifact { zip, architecture } => {
             let architecture = if architecture == "arm64" {
                 Architecture::Arm64

@@ -17,16 +17,13 @@ use std::future::Future;
 use std::process::Command;
 use std::time::Duration;
 
-use aws_sdk_glue::types::TableInput;
+use aws_sdk_glue::types::{Table, TableInput};
 use aws_sdk_s3::primitives::ByteStream;
-use deployer::artifact::Artifact;
-use deployer::aws::{Aws, CallCounts};
-use deployer::config::Config;
 use deployer::plan::{Action, Plan};
 use deployer::query::{self, ResultTable};
-use deployer::report::{Output, Reporter};
 use deployer::resources::{Deletion, athena, glue};
-use deployer::stack::{self, Desired, Names, Removed};
+use deployer::stack::Names;
+use support::Stack;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -49,73 +46,8 @@ fn run<F: Future<Output = ()> + 'static>(test: fn() -> F) {
     }
 }
 
-struct Stack {
-    config: Config,
-    artifact: Artifact,
-    aws: Aws,
-}
-
+/// The catalog's own helpers on the shared stack.
 impl Stack {
-    async fn new(test: &str) -> Stack {
-        let (config, artifact) =
-            support::config(&support::stack_name(test), &support::endpoint(), "");
-        let aws = Aws::connect(&config.target).await;
-        Stack {
-            config,
-            artifact,
-            aws,
-        }
-    }
-
-    /// A fresh client, so call counts start at zero.
-    async fn client(&self) -> Aws {
-        Aws::connect(&self.config.target).await
-    }
-
-    async fn desired(&self, aws: &Aws) -> Desired {
-        let identity = aws.identity().await.unwrap();
-        Desired::new(&self.config, &identity, &self.artifact)
-    }
-
-    async fn plan(&self) -> Plan {
-        let aws = self.client().await;
-        let desired = self.desired(&aws).await;
-        let observed = stack::read(&aws, &desired).await.unwrap();
-        stack::diff(&desired, &observed).1
-    }
-
-    async fn up(&self) -> (Plan, CallCounts) {
-        let aws = self.client().await;
-        let desired = self.desired(&aws).await;
-        let observed = stack::read(&aws, &desired).await.unwrap();
-        let (changes, plan) = stack::diff(&desired, &observed);
-        stack::apply(
-            &aws,
-            &desired,
-            &observed,
-            &changes,
-            &plan,
-            &Reporter::new(Output::Json),
-        )
-        .await
-        .unwrap();
-        (plan, aws.calls.snapshot())
-    }
-
-    async fn down(&self) -> Vec<Removed> {
-        let aws = self.client().await;
-        let identity = aws.identity().await.unwrap();
-        stack::down(
-            &aws,
-            &Names::new(&self.config),
-            &identity,
-            true,
-            &Reporter::new(Output::Json),
-        )
-        .await
-        .unwrap()
-    }
-
     async fn query(&self, sql: &str) -> anyhow::Result<ResultTable> {
         let catalog = &self.config.catalog;
         query::execute(
@@ -157,23 +89,26 @@ impl Stack {
             .unwrap();
     }
 
-    /// UpdateTable by hand on the `users` table, changing only its parameters.
-    async fn edit_users_parameters_by_hand(
-        &self,
-        edit: impl FnOnce(&mut std::collections::HashMap<String, String>),
-    ) {
-        let db = &self.config.catalog.database;
-        let table = self
-            .aws
+    /// The `users` table, as Glue has it.
+    async fn users_table(&self) -> Table {
+        self.aws
             .glue
             .get_table()
-            .database_name(db)
+            .database_name(&self.config.catalog.database)
             .name("users")
             .send()
             .await
             .unwrap()
             .table
-            .unwrap();
+            .unwrap()
+    }
+
+    /// UpdateTable by hand on the `users` table, changing only its parameters.
+    async fn edit_users_parameters_by_hand(
+        &self,
+        edit: impl FnOnce(&mut std::collections::HashMap<String, String>),
+    ) {
+        let table = self.users_table().await;
         let mut parameters = table.parameters().cloned().unwrap_or_default();
         edit(&mut parameters);
         let input = TableInput::builder()
@@ -187,7 +122,7 @@ impl Stack {
         self.aws
             .glue
             .update_table()
-            .database_name(db)
+            .database_name(&self.config.catalog.database)
             .table_input(input)
             .send()
             .await
@@ -228,7 +163,7 @@ fn catalog_is_created_converged_and_removed() {
 }
 
 async fn catalog_is_created_converged_and_removed_body() {
-    let s = Stack::new("catalog").await;
+    let s = Stack::new("catalog", "").await;
     let db = s.config.catalog.database.clone();
     let wg = s.config.catalog.workgroup.clone();
     assert_eq!(db, s.config.stack.replace('-', "_"));
@@ -245,7 +180,7 @@ async fn catalog_is_created_converged_and_removed_body() {
     ];
     assert_eq!(catalog_actions(&s.plan().await), want);
 
-    let (_, calls) = s.up().await;
+    let (_, calls) = s.up().await.unwrap();
     for op in [
         "Glue:CreateDatabase",
         "Glue:CreateTable",
@@ -259,17 +194,7 @@ async fn catalog_is_created_converged_and_removed_body() {
     assert_eq!(calls.mutating_operations.get("Glue:CreateTable"), Some(&2));
 
     // Read back exactly what the table should hold.
-    let table = s
-        .aws
-        .glue
-        .get_table()
-        .database_name(&db)
-        .name("users")
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap();
+    let table = s.users_table().await;
     let storage = table.storage_descriptor().unwrap();
     let refined = &s.config.buckets.refined;
     assert_eq!(
@@ -383,16 +308,9 @@ async fn catalog_is_created_converged_and_removed_body() {
         Some("true")
     );
 
-    let after = s.plan().await;
-    assert!(after.is_empty(), "{after}");
-    let (noop, calls) = s.up().await;
-    assert!(noop.is_empty());
-    assert_eq!(
-        calls.mutating, 0,
-        "a no-op up made mutating calls: {calls:?}"
-    );
+    s.assert_converged().await;
 
-    let removed = s.down().await;
+    let removed = s.down(true).await;
     let catalog: Vec<(&str, &str, &Deletion)> = removed
         .iter()
         .filter(|r| CATALOG_KINDS.contains(&r.kind))
@@ -410,7 +328,7 @@ async fn catalog_is_created_converged_and_removed_body() {
         "everything would be created again"
     );
     assert!(
-        s.down()
+        s.down(true)
             .await
             .iter()
             .filter(|r| CATALOG_KINDS.contains(&r.kind))
@@ -425,8 +343,8 @@ fn a_projection_parameter_removed_by_hand_is_the_one_change() {
 }
 
 async fn a_projection_parameter_removed_by_hand_is_the_one_change_body() {
-    let s = Stack::new("catdrift").await;
-    s.up().await;
+    let s = Stack::new("catdrift", "").await;
+    s.up().await.unwrap();
     let db = s.config.catalog.database.clone();
     // By hand: drop one projection parameter, and add one of our own that `up` must keep.
     s.edit_users_parameters_by_hand(|p| {
@@ -446,36 +364,14 @@ async fn a_projection_parameter_removed_by_hand_is_the_one_change_body() {
         )],
         "{plan}"
     );
-    let change = &plan
-        .resources
-        .iter()
-        .find(|r| r.action == Action::Update)
-        .unwrap()
-        .changes[0];
+    let change = &support::first_with(&plan, Action::Update).changes[0];
     assert_eq!(
         (change.old.as_deref(), change.new.as_deref()),
         (None, Some("true"))
     );
 
-    let (_, calls) = s.up().await;
-    assert_eq!(
-        calls.mutating_operations.into_iter().collect::<Vec<_>>(),
-        vec![("Glue:UpdateTable".to_owned(), 1)]
-    );
-    assert!(s.plan().await.is_empty());
-    let parameters = s
-        .aws
-        .glue
-        .get_table()
-        .database_name(&db)
-        .name("users")
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap()
-        .parameters
-        .unwrap_or_default();
+    s.assert_repaired_by("Glue:UpdateTable").await;
+    let parameters = s.users_table().await.parameters.unwrap_or_default();
     assert_eq!(
         parameters.get("projection.enabled").map(String::as_str),
         Some("true")
@@ -515,13 +411,8 @@ async fn a_projection_parameter_removed_by_hand_is_the_one_change_body() {
         )],
         "{plan}"
     );
-    let (_, calls) = s.up().await;
-    assert_eq!(
-        calls.mutating_operations.into_iter().collect::<Vec<_>>(),
-        vec![("Athena:UpdateWorkGroup".to_owned(), 1)]
-    );
-    assert!(s.plan().await.is_empty());
-    s.down().await;
+    s.assert_repaired_by("Athena:UpdateWorkGroup").await;
+    s.down(true).await;
 }
 
 #[test]
@@ -531,8 +422,8 @@ fn queries_run_for_real_and_failures_carry_athenas_message() {
 }
 
 async fn queries_run_for_real_and_failures_carry_athenas_message_body() {
-    let s = Stack::new("catquery").await;
-    s.up().await;
+    let s = Stack::new("catquery", "").await;
+    s.up().await.unwrap();
 
     // A real engine: the mock answers every query with one `result` column.
     let one = s.query("SELECT 1 AS one, 'a' AS letter").await.unwrap();
@@ -639,7 +530,7 @@ async fn queries_run_for_real_and_failures_carry_athenas_message_body() {
         stderr,
         "error: `--output csv` is only for `query`; `status` prints text or json\n"
     );
-    s.down().await;
+    s.down(true).await;
 }
 
 #[test]
@@ -649,7 +540,7 @@ fn a_same_named_database_and_workgroup_without_our_tag_are_refused_and_kept() {
 }
 
 async fn a_same_named_database_and_workgroup_without_our_tag_are_refused_and_kept_body() {
-    let s = Stack::new("catforeign").await;
+    let s = Stack::new("catforeign", "").await;
     let db = s.config.catalog.database.clone();
     let wg = s.config.catalog.workgroup.clone();
     s.aws
@@ -703,7 +594,7 @@ async fn a_same_named_database_and_workgroup_without_our_tag_are_refused_and_kep
         "{stderr}"
     );
 
-    let removed = s.down().await;
+    let removed = s.down(true).await;
     for r in removed.iter().filter(|r| CATALOG_KINDS.contains(&r.kind)) {
         assert!(
             matches!(&r.deletion, Deletion::Kept(why) if why.contains("not ours") || why.contains("belongs to stack")),
@@ -741,9 +632,9 @@ fn a_stale_table_update_is_accepted_only_when_the_table_already_matches() {
 }
 
 async fn a_stale_table_update_is_accepted_only_when_the_table_already_matches_body() {
-    let s = Stack::new("catstale").await;
-    s.up().await;
-    let desired = s.desired(&s.aws).await;
+    let s = Stack::new("catstale", "").await;
+    s.up().await.unwrap();
+    let desired = s.desired().await;
     let spec = &desired.tables[0];
     let before = glue::read_table(&s.aws, &spec.database, &spec.name)
         .await
@@ -770,7 +661,7 @@ async fn a_stale_table_update_is_accepted_only_when_the_table_already_matches_bo
     );
 
     // The table matches (as after our own update whose answer was lost): accepted, no change.
-    s.up().await;
+    s.up().await.unwrap();
     let now = glue::read_table(&s.aws, &spec.database, &spec.name)
         .await
         .unwrap()
@@ -784,5 +675,5 @@ async fn a_stale_table_update_is_accepted_only_when_the_table_already_matches_bo
         .unwrap()
         .unwrap();
     assert_eq!(after.version_id, now.version_id, "nothing was written");
-    s.down().await;
+    s.down(true).await;
 }

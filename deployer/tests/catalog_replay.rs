@@ -3,48 +3,9 @@
 
 mod support;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
-use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
-use aws_smithy_types::body::SdkBody;
-use deployer::aws::{Aws, Identity};
+use aws_smithy_http_client::test_util::StaticReplayClient;
 use deployer::resources::{athena, glue};
-use deployer::stack::Desired;
-
-fn aws_with(replay: &StaticReplayClient) -> Aws {
-    let sdk = SdkConfig::builder()
-        .http_client(replay.clone())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "a", "b", None, None, "test",
-        )))
-        .behavior_version(BehaviorVersion::latest())
-        .build();
-    Aws::from_sdk_config(&sdk, None)
-}
-
-fn desired() -> Desired {
-    let (config, artifact) = support::config("catreplay", "http://127.0.0.1:9", "");
-    let identity = Identity {
-        account: "000000000000".into(),
-        partition: "aws".into(),
-        arn: "arn:aws:iam::000000000000:root".into(),
-    };
-    Desired::new(&config, &identity, &artifact)
-}
-
-fn ok(uri: &str) -> ReplayEvent {
-    ReplayEvent::new(
-        http::Request::builder()
-            .uri(uri)
-            .body(SdkBody::empty())
-            .unwrap(),
-        http::Response::builder()
-            .status(200)
-            .body(SdkBody::from("{}"))
-            .unwrap(),
-    )
-}
+use support::replay::{aws_with, ok};
 
 fn only_request(replay: &StaticReplayClient) -> (String, String) {
     let requests: Vec<_> = replay.actual_requests().collect();
@@ -64,7 +25,7 @@ fn only_request(replay: &StaticReplayClient) -> (String, String) {
 async fn several_table_drifts_send_one_update_table() {
     let replay = StaticReplayClient::new(vec![ok("https://glue.us-east-1.amazonaws.com/")]);
     let aws = aws_with(&replay);
-    let d = desired();
+    let d = support::replay::desired("catreplay");
     let spec = &d.tables[0];
     let mut observed = glue::TableObserved {
         table_type: Some(glue::TABLE_TYPE.into()),
@@ -113,7 +74,7 @@ async fn several_table_drifts_send_one_update_table() {
 async fn several_workgroup_drifts_send_one_update_work_group() {
     let replay = StaticReplayClient::new(vec![ok("https://athena.us-east-1.amazonaws.com/")]);
     let aws = aws_with(&replay);
-    let d = desired();
+    let d = support::replay::desired("catreplay");
     let observed = athena::Observed {
         state: Some("DISABLED".into()),
         output_location: None,

@@ -13,11 +13,9 @@ use std::process::{Command, Output as ProcessOutput, Stdio};
 use std::time::{Duration, Instant};
 
 use deployer::artifact::Artifact;
-use deployer::aws::{Aws, CallCounts, MAX_ATTEMPTS};
+use deployer::aws::{CallCounts, MAX_ATTEMPTS};
 use deployer::config::Config;
 use deployer::plan::Plan;
-use deployer::report::{Output, Reporter};
-use deployer::stack::{self, Desired, Names};
 use support::fault_proxy::{Decider, FaultProxy, Faults, Protocol, RequestInfo, XorShift};
 
 /// The proxy's seed: `FAULT_PROXY_SEED` when set (to replay a run), else a fixed one.
@@ -33,51 +31,6 @@ fn with_endpoint(config: &Config, endpoint: &str) -> Config {
     let mut config = config.clone();
     config.target.endpoint = Some(endpoint.to_owned());
     config
-}
-
-/// `plan` at library level: the plan and the calls it took.
-async fn plan(config: &Config, artifact: &Artifact) -> anyhow::Result<(Plan, CallCounts)> {
-    let aws = Aws::connect(&config.target).await;
-    let identity = aws.identity().await?;
-    let desired = Desired::new(config, &identity, artifact);
-    let observed = stack::read(&aws, &desired).await?;
-    Ok((stack::diff(&desired, &observed).1, aws.calls.snapshot()))
-}
-
-/// `up` at library level: the plan it applied and the calls it made.
-async fn up(config: &Config, artifact: &Artifact) -> anyhow::Result<(Plan, CallCounts)> {
-    let aws = Aws::connect(&config.target).await;
-    let identity = aws.identity().await?;
-    let desired = Desired::new(config, &identity, artifact);
-    let observed = stack::read(&aws, &desired).await?;
-    let (changes, plan) = stack::diff(&desired, &observed);
-    let applied = stack::apply(
-        &aws,
-        &desired,
-        &observed,
-        &changes,
-        &plan,
-        &Reporter::new(Output::Json),
-    )
-    .await;
-    let calls = aws.calls.snapshot();
-    applied.map_err(|e| e.context(format!("calls so far: {calls:?}")))?;
-    Ok((plan, calls))
-}
-
-/// `down --purge` straight to the emulator.
-async fn down(config: &Config) {
-    let aws = Aws::connect(&config.target).await;
-    let identity = aws.identity().await.unwrap();
-    stack::down(
-        &aws,
-        &Names::new(config),
-        &identity,
-        true,
-        &Reporter::new(Output::Json),
-    )
-    .await
-    .unwrap();
 }
 
 fn retries(calls: &CallCounts) -> u64 {
@@ -126,7 +79,12 @@ impl Proxied {
     /// `up` through the proxy, timed and reported.
     async fn up(&self) -> anyhow::Result<(Plan, CallCounts)> {
         let started = Instant::now();
-        let result = up(&self.config, &self.artifact).await;
+        let aws = support::client(&self.config).await;
+        let applied = support::up_on(&aws, &self.config, &self.artifact).await;
+        let calls = aws.calls.snapshot();
+        let result = applied
+            .map(|plan| (plan, calls.clone()))
+            .map_err(|e| e.context(format!("calls so far: {calls:?}")));
         self.report("up", &result, started.elapsed());
         result
     }
@@ -134,7 +92,7 @@ impl Proxied {
     /// `plan` through the proxy, timed and reported.
     async fn plan(&self) -> anyhow::Result<(Plan, CallCounts)> {
         let started = Instant::now();
-        let result = plan(&self.config, &self.artifact).await;
+        let result = support::plan(&self.config, &self.artifact).await;
         self.report("plan", &result, started.elapsed());
         result
     }
@@ -150,7 +108,9 @@ impl Proxied {
 
     /// `down --purge` straight to the emulator.
     async fn cleanup(&self) {
-        down(&with_endpoint(&self.config, &self.endpoint)).await;
+        support::down(&with_endpoint(&self.config, &self.endpoint), true)
+            .await
+            .unwrap();
     }
 }
 

@@ -6,78 +6,10 @@ mod support;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Event, LambdaFunctionConfiguration, NotificationConfiguration};
-use deployer::artifact::Artifact;
-use deployer::aws::{Aws, CallCounts};
-use deployer::config::Config;
 use deployer::plan::{Action, Plan};
-use deployer::report::{Output, Reporter};
 use deployer::resources::Deletion;
-use deployer::stack::{self, Desired, Names, Removed};
-
-struct Stack {
-    config: Config,
-    artifact: Artifact,
-    aws: Aws,
-}
-
-impl Stack {
-    async fn new(test: &str, extra: &str) -> Stack {
-        let (config, artifact) =
-            support::config(&support::stack_name(test), &support::endpoint(), extra);
-        let aws = Aws::connect(&config.target).await;
-        Stack {
-            config,
-            artifact,
-            aws,
-        }
-    }
-
-    /// A fresh client, so call counts start at zero.
-    async fn client(&self) -> Aws {
-        Aws::connect(&self.config.target).await
-    }
-
-    async fn plan(&self) -> Plan {
-        let aws = self.client().await;
-        let identity = aws.identity().await.unwrap();
-        let desired = Desired::new(&self.config, &identity, &self.artifact);
-        let observed = stack::read(&aws, &desired).await.unwrap();
-        stack::diff(&desired, &observed).1
-    }
-
-    /// `up`: returns the plan it applied and the calls it made.
-    async fn up(&self) -> anyhow::Result<(Plan, CallCounts)> {
-        let aws = self.client().await;
-        let identity = aws.identity().await?;
-        let desired = Desired::new(&self.config, &identity, &self.artifact);
-        let observed = stack::read(&aws, &desired).await?;
-        let (changes, plan) = stack::diff(&desired, &observed);
-        stack::apply(
-            &aws,
-            &desired,
-            &observed,
-            &changes,
-            &plan,
-            &Reporter::new(Output::Json),
-        )
-        .await?;
-        Ok((plan, aws.calls.snapshot()))
-    }
-
-    async fn down(&self, purge: bool) -> Vec<Removed> {
-        let aws = self.client().await;
-        let identity = aws.identity().await.unwrap();
-        stack::down(
-            &aws,
-            &Names::new(&self.config),
-            &identity,
-            purge,
-            &Reporter::new(Output::Json),
-        )
-        .await
-        .unwrap()
-    }
-}
+use deployer::stack::Names;
+use support::Stack;
 
 fn changed(plan: &Plan) -> Vec<(String, Action, Vec<String>)> {
     plan.resources
@@ -103,14 +35,7 @@ async fn up_from_empty_creates_everything_then_nothing_changes() {
     assert_eq!(applied.counts.create, 14);
     assert!(calls.mutating > 14, "{calls:?}");
 
-    let after = s.plan().await;
-    assert!(after.is_empty(), "{after}");
-    let (noop, calls) = s.up().await.unwrap();
-    assert!(noop.is_empty());
-    assert_eq!(
-        calls.mutating, 0,
-        "a no-op up made mutating calls: {calls:?}"
-    );
+    s.assert_converged().await;
 
     let removed = s.down(true).await;
     assert!(
@@ -150,23 +75,14 @@ async fn memory_changed_out_of_band_is_the_one_change() {
             vec!["memory_mb".to_owned()]
         )]
     );
-    let change = &plan
-        .resources
-        .iter()
-        .find(|r| r.action == Action::Update)
-        .unwrap()
-        .changes[0];
+    let change = &support::first_with(&plan, Action::Update).changes[0];
     assert_eq!(
         (change.old.as_deref(), change.new.as_deref()),
         (Some("512"), Some("256"))
     );
 
-    let (_, calls) = s.up().await.unwrap();
-    assert_eq!(
-        calls.mutating_operations.into_iter().collect::<Vec<_>>(),
-        vec![("Lambda:UpdateFunctionConfiguration".to_owned(), 1)]
-    );
-    assert!(s.plan().await.is_empty());
+    s.assert_repaired_by("Lambda:UpdateFunctionConfiguration")
+        .await;
     s.down(true).await;
 }
 
@@ -299,11 +215,7 @@ async fn a_same_named_bucket_without_our_tag_is_refused_and_kept() {
     s.aws.s3.create_bucket().bucket(&raw).send().await.unwrap();
 
     let plan = s.plan().await;
-    let conflict = plan
-        .resources
-        .iter()
-        .find(|r| r.action == Action::Conflict)
-        .unwrap();
+    let conflict = support::first_with(&plan, Action::Conflict);
     assert!(conflict.name.starts_with(&raw));
     assert!(conflict.note.as_deref().unwrap().contains("not ours"));
     let err = s.up().await.unwrap_err().to_string();
@@ -347,11 +259,7 @@ async fn a_same_named_role_without_our_tag_is_refused_and_kept() {
         .unwrap();
 
     let plan = s.plan().await;
-    let conflict = plan
-        .resources
-        .iter()
-        .find(|r| r.action == Action::Conflict)
-        .unwrap();
+    let conflict = support::first_with(&plan, Action::Conflict);
     assert_eq!(
         (conflict.kind, conflict.name.as_str()),
         ("iam role", role.as_str())

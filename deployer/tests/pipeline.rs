@@ -16,72 +16,45 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::QueueAttributeName;
 use deployer::aws::Aws;
 use deployer::config::Config;
-use deployer::report::{Output, Reporter};
 use deployer::resources::Deletion;
-use deployer::stack::{self, Desired, Names};
+use deployer::stack::Names;
 use serde_json::{Value, json};
 use shared::output::{
     CLEAN_HEADER, CsvOutputs, REJECTED_HEADER, parse_clean_csv, parse_rejected_csv,
 };
 use shared::{OutputKeys, Processor, Summary, Timestamp, decode_event_key};
+use support::Stack;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-/// A stack deployed with the real function.
-struct Deployed {
-    config: Config,
-    aws: Aws,
+/// A stack of its own with the real function, deployed through the library as the `up`
+/// command does, and converged: a second plan is empty (the real artifact really is deployed).
+async fn deploy(test: &str, extra: &str) -> Stack {
+    let stack = Stack::real(test, extra).await;
+    stack
+        .up()
+        .await
+        .unwrap_or_else(|e| panic!("deploying the stack: {e:?}"));
+    let after = stack.plan().await;
+    assert!(after.is_empty(), "not converged after up: {after}");
+    stack
 }
 
-impl Deployed {
-    /// `up` through the library, as the `up` command does.
-    async fn up(test: &str, extra: &str) -> Deployed {
-        let (config, artifact) =
-            support::real_config(&support::stack_name(test), &support::endpoint(), extra);
-        let aws = Aws::connect(&config.target).await;
-        let identity = aws.identity().await.expect("identity from the emulator");
-        let desired = Desired::new(&config, &identity, &artifact);
-        let observed = stack::read(&aws, &desired)
-            .await
-            .expect("reading the stack");
-        let (changes, plan) = stack::diff(&desired, &observed);
-        stack::apply(
-            &aws,
-            &desired,
-            &observed,
-            &changes,
-            &plan,
-            &Reporter::new(Output::Json),
-        )
+/// `down --purge`: everything ours goes, versioned raw bucket included.
+async fn teardown(stack: &Stack) {
+    let removed = support::down(&stack.config, true)
         .await
-        .expect("deploying the stack");
-        // Converged: a second plan is empty (the real artifact really is deployed).
-        let observed = stack::read(&aws, &desired).await.unwrap();
-        let (_, after) = stack::diff(&desired, &observed);
-        assert!(after.is_empty(), "not converged after up: {after}");
-        Deployed { config, aws }
-    }
+        .unwrap_or_else(|e| panic!("down --purge: {e:?}"));
+    assert!(
+        removed
+            .iter()
+            .all(|r| matches!(r.deletion, Deletion::Deleted | Deletion::Absent)),
+        "down --purge left something: {removed:?}"
+    );
+}
 
-    /// `down --purge`: everything ours goes, versioned raw bucket included.
-    async fn down(&self) {
-        let identity = self.aws.identity().await.unwrap();
-        let removed = stack::down(
-            &self.aws,
-            &Names::new(&self.config),
-            &identity,
-            true,
-            &Reporter::new(Output::Json),
-        )
-        .await
-        .expect("down --purge");
-        assert!(
-            removed
-                .iter()
-                .all(|r| matches!(r.deletion, Deletion::Deleted | Deletion::Absent)),
-            "down --purge left something: {removed:?}"
-        );
-    }
-
+/// The pipeline's own helper on the shared stack.
+impl Stack {
     fn buckets(&self) -> (&str, &str, &str) {
         let b = &self.config.buckets;
         (&b.ingest, &b.raw, &b.refined)
@@ -92,12 +65,12 @@ impl Deployed {
 /// the body's panic (so a failed assertion still cleans up).
 async fn with_stack<F, Fut>(test: &str, extra: &str, body: F)
 where
-    F: FnOnce(Arc<Deployed>) -> Fut,
+    F: FnOnce(Arc<Stack>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let stack = Arc::new(Deployed::up(test, extra).await);
+    let stack = Arc::new(deploy(test, extra).await);
     let outcome = tokio::spawn(body(stack.clone())).await;
-    stack.down().await;
+    teardown(&stack).await;
     if let Err(e) = outcome {
         match e.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
@@ -487,7 +460,7 @@ async fn replaying_an_event_three_times_changes_nothing() {
     with_stack("replay", extra, replay).await;
 }
 
-async fn replay(s: Arc<Deployed>) {
+async fn replay(s: Arc<Stack>) {
     let (ingest, raw, refined) = s.buckets();
     let key = "in/replay test/users.csv";
     let input = replay_input();
@@ -810,7 +783,7 @@ async fn two_hundred_files_uploaded_concurrently_are_all_processed_once() {
     with_stack("load", extra, load).await;
 }
 
-async fn load(s: Arc<Deployed>) {
+async fn load(s: Arc<Stack>) {
     let (ingest, raw, refined) = s.buckets();
     let files: Vec<(String, Vec<u8>)> = (0..FILES)
         .map(|n| (format!("load/{n:03}.csv"), load_file(n)))

@@ -3,44 +3,19 @@
 
 mod support;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
-use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
-use aws_smithy_types::body::SdkBody;
-use deployer::aws::{Aws, Identity};
+use aws_smithy_http_client::test_util::StaticReplayClient;
 use deployer::report::{Output, Reporter};
 use deployer::resources::{
     athena, bucket, function, glue, invoke_config, log_group, notification, permission, queue, role,
 };
-use deployer::stack::{self, Changes, Desired};
-
-fn aws_with(replay: &StaticReplayClient) -> Aws {
-    let sdk = SdkConfig::builder()
-        .http_client(replay.clone())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "a", "b", None, None, "test",
-        )))
-        .behavior_version(BehaviorVersion::latest())
-        .build();
-    Aws::from_sdk_config(&sdk, None)
-}
-
-fn desired() -> Desired {
-    let (config, artifact) = support::config("replay", "http://127.0.0.1:9", "");
-    let identity = Identity {
-        account: "000000000000".into(),
-        partition: "aws".into(),
-        arn: "arn:aws:iam::000000000000:root".into(),
-    };
-    Desired::new(&config, &identity, &artifact)
-}
+use deployer::stack::{self, Changes};
+use support::replay::{aws_with, ok};
 
 #[tokio::test]
 async fn no_change_sends_no_request() {
     let replay = StaticReplayClient::new(vec![]);
     let aws = aws_with(&replay);
-    let d = desired();
+    let d = support::replay::desired("replay");
     for spec in &d.buckets {
         bucket::apply(&aws, spec, &[]).await.unwrap();
     }
@@ -102,19 +77,9 @@ async fn no_change_sends_no_request() {
 
 #[tokio::test]
 async fn one_change_sends_exactly_its_call() {
-    let ok = ReplayEvent::new(
-        http::Request::builder()
-            .uri("https://logs.us-east-1.amazonaws.com/")
-            .body(SdkBody::empty())
-            .unwrap(),
-        http::Response::builder()
-            .status(200)
-            .body(SdkBody::from("{}"))
-            .unwrap(),
-    );
-    let replay = StaticReplayClient::new(vec![ok]);
+    let replay = StaticReplayClient::new(vec![ok("https://logs.us-east-1.amazonaws.com/")]);
     let aws = aws_with(&replay);
-    let d = desired();
+    let d = support::replay::desired("replay");
     let change = log_group::Change::Retention { old: None, new: 14 };
     log_group::apply(&aws, &d.log_group, None, &[change])
         .await

@@ -28,6 +28,13 @@ pub enum Fault {
         nth: usize,
         code: &'static str,
     },
+    /// The `nth` call of the operation on the object `key` fails with this S3 error code.
+    FailOn {
+        op: Operation,
+        key: &'static str,
+        nth: usize,
+        code: &'static str,
+    },
     /// The `nth` `GetObject` succeeds but its body breaks after `after` bytes.
     GetMidStream { nth: usize, after: usize },
 }
@@ -137,11 +144,15 @@ impl FakeStore {
 
     pub fn inject(&self, fault: Fault) {
         let mut s = self.state();
-        let op = match &fault {
-            Fault::Fail { op, .. } => *op,
-            Fault::GetMidStream { .. } => Operation::GetObject,
+        let base = match &fault {
+            Fault::Fail { op, .. } => s.counts.get(op).copied().unwrap_or(0),
+            Fault::FailOn { op, key, .. } => s
+                .log
+                .iter()
+                .filter(|c| c.op == *op && c.key == *key)
+                .count(),
+            Fault::GetMidStream { .. } => s.counts.get(&Operation::GetObject).copied().unwrap_or(0),
         };
-        let base = s.counts.get(&op).copied().unwrap_or(0);
         s.faults.push((fault, base));
     }
 
@@ -170,10 +181,20 @@ impl FakeStore {
             *c += 1;
             *c
         };
+        let on_key = s.log.iter().filter(|c| c.op == op && c.key == key).count();
         let mut hit = None;
         for (i, (fault, base)) in s.faults.iter().enumerate() {
             match fault {
                 Fault::Fail { op: o, nth, code } if *o == op && base + nth == n => {
+                    hit = Some((i, Err(*code)));
+                    break;
+                }
+                Fault::FailOn {
+                    op: o,
+                    key: k,
+                    nth,
+                    code,
+                } if *o == op && *k == key && base + nth == on_key => {
                     hit = Some((i, Err(*code)));
                     break;
                 }

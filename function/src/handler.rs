@@ -1,5 +1,5 @@
 //! The S3 event handler: for every object in the event, a raw copy, then streaming validation
-//! into the refined outputs (SPEC §3), through any [`ObjectStore`].
+//! into the refined outputs (SPEC §3) and their Parquet copies, through any [`ObjectStore`].
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -7,6 +7,7 @@ use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use shared::output::{CLEAN_HEADER, CsvOutputs, REJECTED_HEADER};
+use shared::parquet::{ParquetError, ParquetOutputs, RowGroupLimits};
 use shared::{OutputKeys, Processor, Summary, Timestamp, decode_event_key};
 
 use crate::metrics::{FileMetrics, MetricsSink, render_emf};
@@ -26,6 +27,9 @@ pub struct Config {
     /// The `FunctionName` metric dimension.
     pub function_name: String,
     pub upload: UploadConfig,
+    /// Row-group limits of the Parquet outputs, or `None` when they are switched off
+    /// (`PARQUET_OUTPUT=off`).
+    pub parquet: Option<RowGroupLimits>,
 }
 
 /// A configuration the function cannot start with.
@@ -38,7 +42,8 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads `RAW_BUCKET`, `REFINED_BUCKET` and `AWS_LAMBDA_FUNCTION_NAME` from the environment.
+    /// Reads `RAW_BUCKET`, `REFINED_BUCKET`, `AWS_LAMBDA_FUNCTION_NAME` and `PARQUET_OUTPUT`
+    /// (Parquet outputs unless it is `off`) from the environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var(name).ok())
     }
@@ -56,6 +61,10 @@ impl Config {
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "unknown".to_owned()),
             upload: UploadConfig::default(),
+            parquet: match lookup("PARQUET_OUTPUT") {
+                Some(v) if v.trim().eq_ignore_ascii_case("off") => None,
+                _ => Some(RowGroupLimits::default()),
+            },
         })
     }
 }
@@ -75,7 +84,19 @@ pub struct FileReport {
     pub bytes: u64,
     pub cleaned_bytes: u64,
     pub rejected_bytes: u64,
+    /// The Parquet copies of the clean and rejected rows (absent when switched off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parquet: Option<ParquetReport>,
     pub duration_ms: u64,
+}
+
+/// The Parquet objects written for one file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ParquetReport {
+    pub cleaned_key: String,
+    pub rejected_key: String,
+    pub cleaned_bytes: u64,
+    pub rejected_bytes: u64,
 }
 
 /// An event record that was deliberately not processed, and why.
@@ -96,6 +117,27 @@ pub struct EventReport {
     pub skipped: Vec<SkippedRecord>,
 }
 
+/// Why one object could not be processed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    /// An S3 call failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The Parquet encoder failed (a bug, not bad data: retrying will not help).
+    #[error(transparent)]
+    Parquet(#[from] ParquetError),
+}
+
+impl FileError {
+    /// The S3 failure, when it is one.
+    pub fn store(&self) -> Option<&StoreError> {
+        match self {
+            FileError::Store(e) => Some(e),
+            FileError::Parquet(_) => None,
+        }
+    }
+}
+
 /// The invocation failed: at least one object could not be read or written. Lambda retries
 /// the whole event; objects that succeeded are rewritten with the same bytes.
 #[derive(Debug, thiserror::Error)]
@@ -104,16 +146,19 @@ pub enum HandlerError {
     Records {
         failed: usize,
         total: usize,
-        first: StoreError,
+        first: FileError,
     },
 }
 
 impl From<HandlerError> for Diagnostic {
     fn from(e: HandlerError) -> Diagnostic {
         let error_type = match &e {
-            HandlerError::Records { first, .. } => match &first.code {
-                Some(code) => format!("S3.{}.{code}", first.operation),
-                None => format!("S3.{}", first.operation),
+            HandlerError::Records { first, .. } => match first {
+                FileError::Store(first) => match &first.code {
+                    Some(code) => format!("S3.{}.{code}", first.operation),
+                    None => format!("S3.{}", first.operation),
+                },
+                FileError::Parquet(_) => "Parquet.Encode".to_owned(),
             },
         };
         Diagnostic {
@@ -174,7 +219,7 @@ where
             };
             match self.process(&job, request_id).await {
                 Ok(file) => report.files.push(file),
-                Err(e) => {
+                Err(FileError::Store(e)) => {
                     tracing::error!(
                         source = %format!("{}/{}", job.bucket, job.key),
                         operation = %e.operation,
@@ -187,7 +232,18 @@ where
                         error = %e,
                         "file failed",
                     );
-                    failures.push(e);
+                    failures.push(FileError::Store(e));
+                }
+                Err(FileError::Parquet(e)) => {
+                    tracing::error!(
+                        source = %format!("{}/{}", job.bucket, job.key),
+                        table = e.table.name(),
+                        retryable = false,
+                        request_id,
+                        error = %e,
+                        "file failed",
+                    );
+                    failures.push(FileError::Parquet(e));
                 }
             }
         }
@@ -271,31 +327,29 @@ where
 
     /// Raw copy, then stream → validate → upload; on failure every unfinished upload is
     /// aborted so no partial refined object becomes visible.
-    async fn process(&self, job: &Job, request_id: &str) -> Result<FileReport, StoreError> {
+    async fn process(&self, job: &Job, request_id: &str) -> Result<FileReport, FileError> {
         let started = Instant::now();
         let cfg = &self.config;
         self.store
             .copy_object(&job.bucket, &job.key, &cfg.raw_bucket, &job.keys.raw)
             .await?;
         let mut body = self.store.get_object(&job.bucket, &job.key).await?;
-        let mut clean = OutputUpload::new(
-            self.store.clone(),
-            &cfg.refined_bucket,
-            &job.keys.cleaned,
-            cfg.upload,
-        );
-        let mut rejected = OutputUpload::new(
-            self.store.clone(),
-            &cfg.refined_bucket,
-            &job.keys.rejected,
-            cfg.upload,
-        );
-        let outcome = stream(&mut body, &mut clean, &mut rejected, cfg.upload).await;
+        let upload =
+            |key: &str| OutputUpload::new(self.store.clone(), &cfg.refined_bucket, key, cfg.upload);
+        let mut uploads = Uploads {
+            clean: upload(&job.keys.cleaned),
+            rejected: upload(&job.keys.rejected),
+            parquet: cfg.parquet.map(|limits| ParquetUploads {
+                limits,
+                clean: upload(&job.keys.parquet_cleaned),
+                rejected: upload(&job.keys.parquet_rejected),
+            }),
+        };
+        let outcome = stream(&mut body, &mut uploads, cfg.upload).await;
         let (summary, bytes) = match outcome {
             Ok(done) => done,
             Err(e) => {
-                clean.abort().await;
-                rejected.abort().await;
+                uploads.abort().await;
                 return Err(e);
             }
         };
@@ -309,8 +363,14 @@ where
             clean: summary.clean,
             rejected: summary.rejected,
             bytes,
-            cleaned_bytes: clean.size(),
-            rejected_bytes: rejected.size(),
+            cleaned_bytes: uploads.clean.size(),
+            rejected_bytes: uploads.rejected.size(),
+            parquet: uploads.parquet.as_ref().map(|p| ParquetReport {
+                cleaned_key: p.clean.key().to_owned(),
+                rejected_key: p.rejected.key().to_owned(),
+                cleaned_bytes: p.clean.size(),
+                rejected_bytes: p.rejected.size(),
+            }),
             duration_ms,
         };
         self.observe(&file, &summary, request_id);
@@ -331,6 +391,8 @@ where
             reasons = %reasons,
             cleaned_key = %file.cleaned_key,
             rejected_key = %file.rejected_key,
+            parquet_cleaned_key = file.parquet.as_ref().map_or("", |p| p.cleaned_key.as_str()),
+            parquet_rejected_key = file.parquet.as_ref().map_or("", |p| p.rejected_key.as_str()),
             "file processed",
         );
         if let Some(problem) = &summary.header_problem {
@@ -362,43 +424,94 @@ where
     }
 }
 
-/// Streams `body` through the processor into the two outputs, then prepares both and commits
-/// both. Everything that moves data (every part) is done before the first commit, so a failure
-/// there leaves neither output changed. Returns the summary and the input size.
+/// The uploads of one file: the two CSV outputs and, unless switched off, their Parquet copies.
+struct Uploads<S> {
+    clean: OutputUpload<S>,
+    rejected: OutputUpload<S>,
+    parquet: Option<ParquetUploads<S>>,
+}
+
+struct ParquetUploads<S> {
+    limits: RowGroupLimits,
+    clean: OutputUpload<S>,
+    rejected: OutputUpload<S>,
+}
+
+impl<S: ObjectStore + Clone + 'static> Uploads<S> {
+    /// Aborts every unfinished upload (best effort, see [`OutputUpload::abort`]).
+    async fn abort(&mut self) {
+        self.clean.abort().await;
+        self.rejected.abort().await;
+        if let Some(p) = self.parquet.as_mut() {
+            p.clean.abort().await;
+            p.rejected.abort().await;
+        }
+    }
+}
+
+/// Streams `body` through the processor into every output (CSV, and Parquet unless switched
+/// off), then prepares them all and commits them all. Everything that moves data (every part)
+/// is done before the first commit, so a failure there leaves no output changed. The Parquet
+/// objects are committed first and the rejected CSV last, so once `_rejected.csv` is visible,
+/// every output of the file is. Returns the summary and the input size.
 async fn stream<S, B>(
     body: &mut B,
-    clean: &mut OutputUpload<S>,
-    rejected: &mut OutputUpload<S>,
+    out: &mut Uploads<S>,
     upload: UploadConfig,
-) -> Result<(Summary, u64), StoreError>
+) -> Result<(Summary, u64), FileError>
 where
     S: ObjectStore + Clone + 'static,
     B: ChunkStream,
 {
     let mut processor = Processor::new();
-    let mut outputs = CsvOutputs {
+    let mut csv = CsvOutputs {
         clean: upload.new_buffer(),
         ..CsvOutputs::new()
+    };
+    let mut parquet = match &out.parquet {
+        Some(p) => Some(ParquetOutputs::with_limits(p.limits)?),
+        None => None,
     };
     let feed_slice = (upload.part_size / 4).clamp(4096, FEED_SLICE);
     let mut bytes = 0u64;
     while let Some(chunk) = body.next_chunk().await? {
         bytes += chunk.len() as u64;
         for slice in chunk.chunks(feed_slice) {
-            processor.feed(slice, &mut outputs);
-            clean.offer(&mut outputs.clean).await?;
-            rejected.offer(&mut outputs.rejected).await?;
+            processor.feed(slice, &mut (&mut csv, parquet.as_mut()));
+            out.clean.offer(&mut csv.clean).await?;
+            out.rejected.offer(&mut csv.rejected).await?;
+            if let (Some(pq), Some(up)) = (parquet.as_mut(), out.parquet.as_mut()) {
+                if let Some(e) = pq.error() {
+                    return Err(e.clone().into());
+                }
+                up.clean.offer(pq.clean.buffer()).await?;
+                up.rejected.offer(pq.rejected.buffer()).await?;
+            }
         }
     }
-    let summary = processor.finish(&mut outputs);
+    let summary = processor.finish(&mut (&mut csv, parquet.as_mut()));
+    let parquet_rest = parquet.map(ParquetOutputs::finish).transpose()?;
     let CsvOutputs {
         clean: clean_rest,
         rejected: rejected_rest,
         ..
-    } = outputs;
-    clean.prepare(clean_rest, CLEAN_HEADER).await?;
-    rejected.prepare(rejected_rest, REJECTED_HEADER).await?;
-    clean.commit().await?;
-    rejected.commit().await?;
+    } = csv;
+    out.clean
+        .prepare(clean_rest, format!("{CLEAN_HEADER}\n").as_bytes())
+        .await?;
+    out.rejected
+        .prepare(rejected_rest, format!("{REJECTED_HEADER}\n").as_bytes())
+        .await?;
+    if let (Some(up), Some((clean, rejected))) = (out.parquet.as_mut(), parquet_rest) {
+        // Never empty: a Parquet file ends with its footer.
+        up.clean.prepare(clean, &[]).await?;
+        up.rejected.prepare(rejected, &[]).await?;
+    }
+    if let Some(up) = out.parquet.as_mut() {
+        up.clean.commit().await?;
+        up.rejected.commit().await?;
+    }
+    out.clean.commit().await?;
+    out.rejected.commit().await?;
     Ok((summary, bytes))
 }

@@ -13,6 +13,8 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
-pub use handler::{Config, ConfigError, EventReport, FileReport, Handler, HandlerError};
+pub use handler::{
+    Config, ConfigError, EventReport, FileError, FileReport, Handler, HandlerError, ParquetReport,
+};
 pub use store::{ChunkStream, CompletedPart, ObjectStore, Operation, StoreError};
 pub use upload::UploadConfig;

@@ -1,4 +1,5 @@
-//! Handler tests through the fake store: layout, ordering, faults, replays, multipart, logs.
+//! Handler tests through the fake store: layout, ordering, faults, replays, multipart, logs,
+//! and the Parquet outputs beside the CSV ones (on by default, `PARQUET_OUTPUT=off`).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -8,10 +9,11 @@ use bytes::Bytes;
 use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
 use shared::output::{CLEAN_HEADER, CsvOutputs, REJECTED_HEADER};
+use shared::parquet::{ParquetError, ParquetOutputs, RowGroupLimits, Table};
 use shared::{Processor, Summary};
 
 use crate::fake::{FakeStore, Fault};
-use crate::handler::{Config, ConfigError, EventReport, Handler, HandlerError};
+use crate::handler::{Config, ConfigError, EventReport, FileError, Handler, HandlerError};
 use crate::metrics::MetricsSink;
 use crate::store::Operation;
 use crate::upload::UploadConfig;
@@ -28,12 +30,29 @@ const SMALL_PARTS: UploadConfig = UploadConfig {
     max_parts_in_flight: 2,
 };
 
+/// Small row groups to go with small parts: a row group's encoded bytes stay well under a
+/// part, so Parquet parts are as bounded as CSV ones and Parquet outputs go multipart too.
+const SMALL_ROW_GROUPS: RowGroupLimits = RowGroupLimits {
+    rows: 400,
+    bytes: 16 * 1024,
+};
+
+/// The Parquet row groups that go with `upload` (small parts, small groups).
+fn row_groups(upload: UploadConfig) -> RowGroupLimits {
+    if upload == UploadConfig::default() {
+        RowGroupLimits::default()
+    } else {
+        SMALL_ROW_GROUPS
+    }
+}
+
 fn config(upload: UploadConfig) -> Config {
     Config {
         raw_bucket: RAW.to_owned(),
         refined_bucket: REFINED.to_owned(),
         function_name: "csv-ingest-test".to_owned(),
         upload,
+        parquet: Some(row_groups(upload)),
     }
 }
 
@@ -81,6 +100,42 @@ async fn run_with(
 
 async fn run(store: &FakeStore, ev: &S3Event) -> Result<EventReport, HandlerError> {
     run_with(store, UploadConfig::default(), ev).await
+}
+
+async fn run_without_parquet(
+    store: &FakeStore,
+    upload: UploadConfig,
+    ev: &S3Event,
+) -> Result<EventReport, HandlerError> {
+    let config = Config {
+        parquet: None,
+        ..config(upload)
+    };
+    Handler::new(store.clone(), config, MetricsSink::Discard)
+        .handle(ev, "req-test")
+        .await
+}
+
+/// The Parquet files `shared` writes for the whole input in one go: (clean, rejected).
+fn parquet_reference(input: &[u8], limits: RowGroupLimits) -> (Vec<u8>, Vec<u8>) {
+    let mut p = Processor::new();
+    let mut out = ParquetOutputs::with_limits(limits).expect("parquet writers");
+    p.feed(input, &mut out);
+    p.finish(&mut out);
+    let (mut clean, mut rejected) = (Vec::new(), Vec::new());
+    clean.append(out.clean.buffer());
+    rejected.append(out.rejected.buffer());
+    let (c, r) = out.finish().expect("parquet");
+    clean.extend_from_slice(&c);
+    rejected.extend_from_slice(&r);
+    (clean, rejected)
+}
+
+/// The S3 failure of a failed invocation.
+fn store_failure(first: &FileError) -> &crate::store::StoreError {
+    first
+        .store()
+        .unwrap_or_else(|| panic!("expected an s3 failure, got {first}"))
 }
 
 /// What `shared` makes of the whole input in one go, with the function's header-only rule.
@@ -157,6 +212,14 @@ fn rejected_key(stem: &str) -> String {
     format!("refined/date=2025-06-24/hour=15/rejected/{stem}_rejected.csv")
 }
 
+fn parquet_cleaned_key(stem: &str) -> String {
+    format!("curated/users/date=2025-06-24/hour=15/{stem}.parquet")
+}
+
+fn parquet_rejected_key(stem: &str) -> String {
+    format!("curated/users_rejected/date=2025-06-24/hour=15/{stem}.parquet")
+}
+
 fn text(b: &Bytes) -> &str {
     std::str::from_utf8(b).expect("utf-8 output")
 }
@@ -181,10 +244,15 @@ async fn sample_file_gives_the_expected_outputs() {
     assert_eq!(
         refined.keys().cloned().collect::<Vec<_>>(),
         [
+            "curated/users/date=2025-06-24/hour=15/users.parquet",
+            "curated/users_rejected/date=2025-06-24/hour=15/users.parquet",
             "refined/date=2025-06-24/hour=15/rejected/users_rejected.csv",
             "refined/date=2025-06-24/hour=15/users_cleaned.csv",
         ]
     );
+    let (pq_clean, pq_rejected) = parquet_reference(SAMPLE, RowGroupLimits::default());
+    assert_eq!(refined[&parquet_cleaned_key("users")], pq_clean);
+    assert_eq!(refined[&parquet_rejected_key("users")], pq_rejected);
     assert_eq!(
         text(&refined[&cleaned_key("users")]),
         "id,name,email,create_ts,update_ts\n\
@@ -210,6 +278,13 @@ async fn sample_file_gives_the_expected_outputs() {
     assert_eq!((file.records, file.clean, file.rejected), (4, 2, 2));
     assert_eq!(file.bytes, SAMPLE.len() as u64);
     assert_eq!(file.source, "ingest/users.csv");
+    let pq = file.parquet.as_ref().expect("parquet on by default");
+    assert_eq!(pq.cleaned_key, parquet_cleaned_key("users"));
+    assert_eq!(pq.rejected_key, parquet_rejected_key("users"));
+    assert_eq!(pq.cleaned_bytes, pq_clean.len() as u64);
+    assert_eq!(pq.rejected_bytes, pq_rejected.len() as u64);
+    let json = serde_json::to_value(file).expect("json");
+    assert_eq!(json["parquet"]["cleaned_key"], parquet_cleaned_key("users"));
     assert!(report.skipped.is_empty());
 
     let emitted = lines.lock().expect("lock").clone();
@@ -241,6 +316,19 @@ async fn outputs_equal_a_single_shot_run_of_shared() {
         store.object(REFINED, &rejected_key("gen")).as_deref(),
         Some(&rejected[..])
     );
+    let (pq_clean, pq_rejected) = parquet_reference(&input, RowGroupLimits::default());
+    assert!(
+        store
+            .object(REFINED, &parquet_cleaned_key("gen"))
+            .as_deref()
+            == Some(&pq_clean[..])
+    );
+    assert!(
+        store
+            .object(REFINED, &parquet_rejected_key("gen"))
+            .as_deref()
+            == Some(&pq_rejected[..])
+    );
     let f = &report.files[0];
     assert_eq!(
         (f.records, f.clean, f.rejected),
@@ -254,6 +342,7 @@ async fn outputs_equal_a_single_shot_run_of_shared() {
 async fn chunk_boundaries_do_not_change_outputs() {
     let input = generate(300, 5);
     let (clean, rejected, _) = reference(&input);
+    let (pq_clean, pq_rejected) = parquet_reference(&input, RowGroupLimits::default());
     for chunk_size in [1, 2, 3, 7, 64, 4096, 1 << 30] {
         let store = FakeStore::new().with_chunk_size(chunk_size);
         store.insert(INGEST, "gen.csv", input.clone());
@@ -275,6 +364,20 @@ async fn chunk_boundaries_do_not_change_outputs() {
             store.object(REFINED, &cleaned_key("users")).as_deref(),
             Some(&reference(SAMPLE).0[..])
         );
+        assert!(
+            store
+                .object(REFINED, &parquet_cleaned_key("gen"))
+                .as_deref()
+                == Some(&pq_clean[..]),
+            "chunk size {chunk_size}"
+        );
+        assert!(
+            store
+                .object(REFINED, &parquet_rejected_key("gen"))
+                .as_deref()
+                == Some(&pq_rejected[..]),
+            "chunk size {chunk_size}"
+        );
     }
 }
 
@@ -290,10 +393,12 @@ async fn every_record_of_an_event_is_processed() {
     assert_eq!(report.files.len(), 3);
     assert_eq!(store.objects(RAW).len(), 3);
     let refined = store.objects(REFINED);
-    assert_eq!(refined.len(), 6);
+    assert_eq!(refined.len(), 12);
     for stem in ["a", "b", "c"] {
         assert!(refined.contains_key(&cleaned_key(stem)), "{stem}");
         assert!(refined.contains_key(&rejected_key(stem)), "{stem}");
+        assert!(refined.contains_key(&parquet_cleaned_key(stem)), "{stem}");
+        assert!(refined.contains_key(&parquet_rejected_key(stem)), "{stem}");
     }
 }
 
@@ -315,6 +420,8 @@ async fn url_encoded_key_with_spaces_and_a_directory() {
     assert_eq!(
         refined,
         [
+            "curated/users/date=2025-06-24/hour=15/incoming/2025 06/my users+v2 é.parquet",
+            "curated/users_rejected/date=2025-06-24/hour=15/incoming/2025 06/my users+v2 é.parquet",
             "refined/date=2025-06-24/hour=15/incoming/2025 06/my users+v2 é_cleaned.csv",
             "refined/date=2025-06-24/hour=15/incoming/2025 06/rejected/my users+v2 é_rejected.csv",
         ]
@@ -370,24 +477,25 @@ async fn raw_copy_comes_before_anything_else_for_each_file() {
         store.calls(Operation::UploadPart) > 2,
         "multipart was exercised"
     );
-    for name in ["big", "users"] {
-        let of_file: Vec<_> = log
+    // The source file a call is about, from the file name of its key.
+    let of = |c: &crate::fake::Call| -> String {
+        let file = c.key.rsplit('/').next().unwrap_or_default();
+        ["_cleaned.csv", "_rejected.csv", ".csv", ".parquet"]
             .iter()
-            .filter(|c| {
-                c.key.contains(&format!("{name}.csv")) || c.key.contains(&format!("{name}_"))
-            })
-            .collect();
+            .find_map(|suffix| file.strip_suffix(suffix))
+            .unwrap_or(file)
+            .to_owned()
+    };
+    for name in ["big", "users"] {
+        let of_file: Vec<_> = log.iter().filter(|c| of(c) == name).collect();
         assert_eq!(of_file[0].op, Operation::CopyObject, "{name}: {of_file:?}");
         assert_eq!(of_file[0].bucket, RAW);
         assert_eq!(of_file[1].op, Operation::GetObject, "{name}");
         assert!(of_file[2..].iter().all(|c| c.bucket == REFINED), "{name}");
     }
     // Files are handled one after the other.
-    let first_users = log
-        .iter()
-        .position(|c| c.key.contains("users"))
-        .expect("users");
-    assert!(log[..first_users].iter().all(|c| c.key.contains("big")));
+    let first_users = log.iter().position(|c| of(c) == "users").expect("users");
+    assert!(log[..first_users].iter().all(|c| of(c) == "big"));
 }
 
 #[tokio::test]
@@ -404,6 +512,10 @@ async fn partition_comes_from_the_event_time_in_utc() {
     assert_eq!(
         keys,
         [
+            "curated/users/date=2020-01-02/hour=03/users.parquet",
+            "curated/users/date=2025-06-23/hour=23/users.parquet",
+            "curated/users_rejected/date=2020-01-02/hour=03/users.parquet",
+            "curated/users_rejected/date=2025-06-23/hour=23/users.parquet",
             "refined/date=2020-01-02/hour=03/rejected/users_rejected.csv",
             "refined/date=2020-01-02/hour=03/users_cleaned.csv",
             "refined/date=2025-06-23/hour=23/rejected/users_rejected.csv",
@@ -421,7 +533,14 @@ async fn the_same_event_three_times_leaves_identical_objects() {
     run_with(&store, SMALL_PARTS, &ev).await.expect("first");
     let raw = store.objects(RAW);
     let refined = store.objects(REFINED);
-    assert_eq!(refined.len(), 4);
+    assert_eq!(refined.len(), 8);
+    assert!(
+        store
+            .log()
+            .iter()
+            .any(|c| c.op == Operation::UploadPart && c.key.ends_with("big.parquet")),
+        "a parquet output went multipart"
+    );
     for _ in 0..2 {
         run_with(&store, SMALL_PARTS, &ev).await.expect("replay");
         assert_eq!(store.objects(RAW), raw);
@@ -464,6 +583,29 @@ async fn outputs_without_rows_are_written_header_only() {
         );
     }
     assert!(report.files[1..].iter().all(|f| f.records == 0));
+    // Parquet outputs without rows are still written, as valid files with no row group.
+    let (empty_clean, empty_rejected) = parquet_reference(b"", RowGroupLimits::default());
+    assert!(empty_clean.starts_with(b"PAR1") && empty_clean.ends_with(b"PAR1"));
+    assert_eq!(
+        store
+            .object(REFINED, &parquet_rejected_key("clean"))
+            .as_deref(),
+        Some(&empty_rejected[..])
+    );
+    for stem in ["header", "empty"] {
+        assert_eq!(
+            store.object(REFINED, &parquet_cleaned_key(stem)).as_deref(),
+            Some(&empty_clean[..]),
+            "{stem}"
+        );
+        assert_eq!(
+            store
+                .object(REFINED, &parquet_rejected_key(stem))
+                .as_deref(),
+            Some(&empty_rejected[..]),
+            "{stem}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -483,6 +625,12 @@ async fn reprocessing_a_changed_file_leaves_no_stale_output() {
         store.object(REFINED, &rejected_key("users")).as_deref(),
         Some(format!("{REJECTED_HEADER}\n").as_bytes())
     );
+    assert_eq!(
+        store
+            .object(REFINED, &parquet_rejected_key("users"))
+            .as_deref(),
+        Some(&parquet_reference(b"", RowGroupLimits::default()).1[..])
+    );
 }
 
 #[tokio::test]
@@ -499,6 +647,7 @@ async fn a_failing_record_does_not_stop_the_others() {
         first,
     } = &err;
     assert_eq!((*failed, *total), (1, 2));
+    let first = store_failure(first);
     assert_eq!(first.operation, Operation::CopyObject);
     assert_eq!(first.code.as_deref(), Some("NoSuchKey"));
     assert!(!first.retryable);
@@ -508,14 +657,37 @@ async fn a_failing_record_does_not_stop_the_others() {
     assert!(diagnostic.error_message.starts_with("1 of 2 records failed; first failure: s3 CopyObject failed for s3://raw/a.csv (NoSuchKey)"), "{}", diagnostic.error_message);
 }
 
-/// What a fault leaves visible in the refined bucket after the failed run.
-#[derive(Clone, Copy, Debug)]
-enum Leaves {
-    /// No refined object at all.
-    Nothing,
-    /// The first-committed output (complete, with this input's bytes), not the second:
-    /// S3 cannot commit two objects atomically.
-    CleanedOnly,
+/// The four refined outputs of `in/users.csv`, in commit order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Out {
+    ParquetCleaned,
+    ParquetRejected,
+    Cleaned,
+    Rejected,
+}
+
+impl Out {
+    const ALL: [Out; 4] = [
+        Out::ParquetCleaned,
+        Out::ParquetRejected,
+        Out::Cleaned,
+        Out::Rejected,
+    ];
+
+    fn key(self) -> &'static str {
+        match self {
+            Out::ParquetCleaned => "curated/users/date=2025-06-24/hour=15/in/users.parquet",
+            Out::ParquetRejected => {
+                "curated/users_rejected/date=2025-06-24/hour=15/in/users.parquet"
+            }
+            Out::Cleaned => "refined/date=2025-06-24/hour=15/in/users_cleaned.csv",
+            Out::Rejected => "refined/date=2025-06-24/hour=15/in/rejected/users_rejected.csv",
+        }
+    }
+
+    fn is_parquet(self) -> bool {
+        matches!(self, Out::ParquetCleaned | Out::ParquetRejected)
+    }
 }
 
 struct FaultCase {
@@ -523,8 +695,13 @@ struct FaultCase {
     big: bool,
     faults: Vec<Fault>,
     op: Operation,
-    leaves: Leaves,
-    /// At least this many `AbortMultipartUpload` calls.
+    /// The output the fault targets, when it targets one.
+    target: Option<Out>,
+    /// What the failed run leaves visible in the refined bucket: whole objects committed
+    /// before the failing call (S3 cannot commit several objects atomically), never a partial
+    /// one. With Parquet off, only the CSV ones of these.
+    leaves: &'static [Out],
+    /// At least this many `AbortMultipartUpload` calls (with Parquet on).
     aborts: usize,
 }
 
@@ -535,21 +712,29 @@ fn fault_cases() -> Vec<FaultCase> {
         nth,
         code: "InternalError",
     };
-    let case = |name, big, faults, op, leaves, aborts| FaultCase {
+    let fail_on = |op, out: Out| Fault::FailOn {
+        op,
+        key: out.key(),
+        nth: 1,
+        code: "InternalError",
+    };
+    let case = |name, big, faults, op, target, leaves, aborts| FaultCase {
         name,
         big,
         faults,
         op,
+        target,
         leaves,
         aborts,
     };
-    vec![
+    let mut cases = vec![
         case(
             "copy",
             false,
             vec![fail(CopyObject, 1)],
             CopyObject,
-            Leaves::Nothing,
+            None,
+            &[][..],
             0,
         ),
         case(
@@ -557,7 +742,8 @@ fn fault_cases() -> Vec<FaultCase> {
             false,
             vec![fail(GetObject, 1)],
             GetObject,
-            Leaves::Nothing,
+            None,
+            &[],
             0,
         ),
         case(
@@ -565,56 +751,9 @@ fn fault_cases() -> Vec<FaultCase> {
             false,
             vec![Fault::GetMidStream { nth: 1, after: 100 }],
             GetObject,
-            Leaves::Nothing,
+            None,
+            &[],
             0,
-        ),
-        case(
-            "put cleaned",
-            false,
-            vec![fail(PutObject, 1)],
-            PutObject,
-            Leaves::Nothing,
-            0,
-        ),
-        case(
-            "put rejected",
-            false,
-            vec![fail(PutObject, 2)],
-            PutObject,
-            Leaves::CleanedOnly,
-            0,
-        ),
-        case(
-            "create multipart (cleaned)",
-            true,
-            vec![fail(CreateMultipartUpload, 1)],
-            CreateMultipartUpload,
-            Leaves::Nothing,
-            0,
-        ),
-        case(
-            "create multipart (rejected)",
-            true,
-            vec![fail(CreateMultipartUpload, 2)],
-            CreateMultipartUpload,
-            Leaves::Nothing,
-            1,
-        ),
-        case(
-            "upload part 1",
-            true,
-            vec![fail(UploadPart, 1)],
-            UploadPart,
-            Leaves::Nothing,
-            1,
-        ),
-        case(
-            "upload part 3",
-            true,
-            vec![fail(UploadPart, 3)],
-            UploadPart,
-            Leaves::Nothing,
-            1,
         ),
         case(
             "get mid-stream (multipart)",
@@ -624,23 +763,17 @@ fn fault_cases() -> Vec<FaultCase> {
                 after: 600_000,
             }],
             GetObject,
-            Leaves::Nothing,
+            None,
+            &[],
             1,
         ),
         case(
-            "complete cleaned",
+            "upload part 3",
             true,
-            vec![fail(CompleteMultipartUpload, 1)],
-            CompleteMultipartUpload,
-            Leaves::Nothing,
-            2,
-        ),
-        case(
-            "complete rejected",
-            true,
-            vec![fail(CompleteMultipartUpload, 2)],
-            CompleteMultipartUpload,
-            Leaves::CleanedOnly,
+            vec![fail(UploadPart, 3)],
+            UploadPart,
+            None,
+            &[],
             1,
         ),
         case(
@@ -648,15 +781,62 @@ fn fault_cases() -> Vec<FaultCase> {
             true,
             vec![fail(UploadPart, 2), fail(AbortMultipartUpload, 1)],
             UploadPart,
-            Leaves::Nothing,
+            None,
+            &[],
             1,
         ),
-    ]
+    ];
+    // Each output's single put (small file), create, first part and completion (big file).
+    let committed_before = |out: Out| {
+        let i = Out::ALL.iter().position(|o| *o == out).unwrap_or(0);
+        &Out::ALL[..i]
+    };
+    for out in Out::ALL {
+        let before = committed_before(out);
+        cases.push(case(
+            "put",
+            false,
+            vec![fail_on(PutObject, out)],
+            PutObject,
+            Some(out),
+            before,
+            0,
+        ));
+        cases.push(case(
+            "create multipart",
+            true,
+            vec![fail_on(CreateMultipartUpload, out)],
+            CreateMultipartUpload,
+            Some(out),
+            &[],
+            0,
+        ));
+        cases.push(case(
+            "upload part 1",
+            true,
+            vec![fail_on(UploadPart, out)],
+            UploadPart,
+            Some(out),
+            &[],
+            1,
+        ));
+        cases.push(case(
+            "complete",
+            true,
+            vec![fail_on(CompleteMultipartUpload, out)],
+            CompleteMultipartUpload,
+            Some(out),
+            before,
+            // The failed upload and the ones after it are aborted.
+            Out::ALL.len() - before.len(),
+        ));
+    }
+    cases
 }
 
 #[tokio::test]
 async fn a_fault_at_each_call_fails_the_invocation_and_a_rerun_matches_a_clean_run() {
-    let big = generate(12_000, 4); // ~1 MB: both outputs go multipart with 64 KiB parts
+    let big = generate(12_000, 3); // ~1 MB: all four outputs go multipart with 64 KiB parts
     let upload = SMALL_PARTS;
     let fresh = |input: &[u8]| {
         let store = FakeStore::new().with_min_part_size(upload.part_size);
@@ -664,117 +844,154 @@ async fn a_fault_at_each_call_fails_the_invocation_and_a_rerun_matches_a_clean_r
         store
     };
     let ev = event(&["in/users.csv"]);
-    let cleaned = "refined/date=2025-06-24/hour=15/in/users_cleaned.csv";
 
-    for case in fault_cases() {
-        let input: &[u8] = if case.big { &big } else { SAMPLE };
-        let clean_run = fresh(input);
-        run_with(&clean_run, upload, &ev).await.expect("clean run");
-        if case.big {
-            assert!(
-                clean_run.calls(Operation::CreateMultipartUpload) == 2,
-                "both outputs multipart"
+    for parquet in [true, false] {
+        let run = |store: FakeStore| {
+            let ev = ev.clone();
+            async move {
+                if parquet {
+                    run_with(&store, upload, &ev).await
+                } else {
+                    run_without_parquet(&store, upload, &ev).await
+                }
+            }
+        };
+        let outputs: Vec<Out> = Out::ALL
+            .into_iter()
+            .filter(|o| parquet || !o.is_parquet())
+            .collect();
+        for case in fault_cases() {
+            if !parquet && case.target.is_some_and(Out::is_parquet) {
+                continue;
+            }
+            let name = format!(
+                "{} {} (parquet {})",
+                case.name,
+                case.target.map_or("", |o| o.key()),
+                if parquet { "on" } else { "off" }
             );
-            assert!(clean_run.calls(Operation::UploadPart) >= 4);
-        } else {
+            let input: &[u8] = if case.big { &big } else { SAMPLE };
+            let clean_run = fresh(input);
+            run(clean_run.clone()).await.expect("clean run");
+            let committed: Vec<String> = clean_run
+                .log()
+                .iter()
+                .filter(|c| {
+                    matches!(
+                        c.op,
+                        Operation::PutObject | Operation::CompleteMultipartUpload
+                    )
+                })
+                .map(|c| c.key.clone())
+                .collect();
             assert_eq!(
-                clean_run.calls(Operation::PutObject),
-                2,
-                "both outputs single put"
+                committed,
+                outputs.iter().map(|o| o.key()).collect::<Vec<_>>(),
+                "{name}: commit order"
             );
-        }
-
-        let store = fresh(input);
-        for fault in &case.faults {
-            store.inject(fault.clone());
-        }
-        let err = run_with(&store, upload, &ev).await.expect_err(case.name);
-        let HandlerError::Records { first, failed, .. } = &err;
-        assert_eq!(*failed, 1, "{}", case.name);
-        assert_eq!(first.operation, case.op, "{}: {first}", case.name);
-        assert_eq!(
-            first.bucket,
-            if case.op == Operation::GetObject {
-                INGEST
-            } else if case.op == Operation::CopyObject {
-                RAW
+            let expect_op = if case.big {
+                Operation::CompleteMultipartUpload
             } else {
-                REFINED
-            },
-            "{}",
-            case.name
-        );
+                Operation::PutObject
+            };
+            assert_eq!(
+                clean_run.calls(expect_op),
+                outputs.len(),
+                "{name}: every output {}",
+                if case.big {
+                    "multipart"
+                } else {
+                    "a single put"
+                }
+            );
+            if case.big {
+                assert!(clean_run.calls(Operation::UploadPart) >= 2 * outputs.len());
+            }
 
-        let visible = store.objects(REFINED);
-        match case.leaves {
-            Leaves::Nothing => assert!(visible.is_empty(), "{}: {:?}", case.name, visible.keys()),
-            Leaves::CleanedOnly => {
+            let store = fresh(input);
+            for fault in &case.faults {
+                store.inject(fault.clone());
+            }
+            let err = run(store.clone()).await.expect_err(&name);
+            let HandlerError::Records { first, failed, .. } = &err;
+            assert_eq!(*failed, 1, "{name}");
+            let first = store_failure(first);
+            assert_eq!(first.operation, case.op, "{name}: {first}");
+            assert_eq!(
+                first.bucket,
+                if case.op == Operation::GetObject {
+                    INGEST
+                } else if case.op == Operation::CopyObject {
+                    RAW
+                } else {
+                    REFINED
+                },
+                "{name}"
+            );
+            if let Some(target) = case.target {
+                assert_eq!(first.key, target.key(), "{name}");
+            }
+
+            let visible = store.objects(REFINED);
+            let expected: Vec<&str> = case
+                .leaves
+                .iter()
+                .filter(|o| parquet || !o.is_parquet())
+                .map(|o| o.key())
+                .collect();
+            let mut got: Vec<&str> = visible.keys().map(String::as_str).collect();
+            got.sort_by_key(|k| Out::ALL.iter().position(|o| o.key() == *k));
+            assert_eq!(got, expected, "{name}");
+            for key in &got {
                 assert_eq!(
-                    visible.keys().collect::<Vec<_>>(),
-                    [cleaned],
-                    "{}",
-                    case.name
-                );
-                assert_eq!(
-                    visible[cleaned],
-                    clean_run.objects(REFINED)[cleaned],
-                    "{}",
-                    case.name
+                    visible[*key],
+                    clean_run.objects(REFINED)[*key],
+                    "{name}: {key} is complete"
                 );
             }
-        }
-        assert!(
-            store.calls(Operation::AbortMultipartUpload) >= case.aborts,
-            "{}: {:?}",
-            case.name,
-            store.log()
-        );
-        let abort_failed = case.faults.iter().any(|f| {
-            matches!(
-                f,
-                Fault::Fail {
-                    op: Operation::AbortMultipartUpload,
-                    ..
-                }
-            )
-        });
-        if !abort_failed {
-            assert_eq!(store.open_uploads(), 0, "{}: upload left open", case.name);
-        }
-        // Nothing is written after an abort.
-        if let Some(at) = store
-            .log()
-            .iter()
-            .position(|c| c.op == Operation::AbortMultipartUpload)
-        {
-            assert!(
-                store.log()[at..]
-                    .iter()
-                    .all(|c| c.op == Operation::AbortMultipartUpload),
-                "{}: {:?}",
-                case.name,
-                store.log()
-            );
-        }
+            if parquet {
+                assert!(
+                    store.calls(Operation::AbortMultipartUpload) >= case.aborts,
+                    "{name}: {:?}",
+                    store.log()
+                );
+            }
+            let abort_failed = case.faults.iter().any(|f| {
+                matches!(
+                    f,
+                    Fault::Fail {
+                        op: Operation::AbortMultipartUpload,
+                        ..
+                    }
+                )
+            });
+            if !abort_failed {
+                assert_eq!(store.open_uploads(), 0, "{name}: upload left open");
+            }
+            // Nothing is written after an abort.
+            if let Some(at) = store
+                .log()
+                .iter()
+                .position(|c| c.op == Operation::AbortMultipartUpload)
+            {
+                assert!(
+                    store.log()[at..]
+                        .iter()
+                        .all(|c| c.op == Operation::AbortMultipartUpload),
+                    "{name}: {:?}",
+                    store.log()
+                );
+            }
 
-        // The retry (no more faults) converges on exactly the clean run's objects.
-        store.clear_faults();
-        run_with(&store, upload, &ev).await.expect("rerun");
-        assert_eq!(
-            store.objects(REFINED),
-            clean_run.objects(REFINED),
-            "{}",
-            case.name
-        );
-        assert_eq!(store.objects(RAW), clean_run.objects(RAW), "{}", case.name);
-        assert_eq!(
-            store.objects(RAW)["in/users.csv"].as_ref(),
-            input,
-            "{}",
-            case.name
-        );
-        if !abort_failed {
-            assert_eq!(store.open_uploads(), 0, "{}", case.name);
+            // The retry (no more faults) converges on exactly the clean run's objects.
+            store.clear_faults();
+            run(store.clone()).await.expect("rerun");
+            assert_eq!(store.objects(REFINED), clean_run.objects(REFINED), "{name}");
+            assert_eq!(store.objects(RAW), clean_run.objects(RAW), "{name}");
+            assert_eq!(store.objects(RAW)["in/users.csv"].as_ref(), input, "{name}");
+            if !abort_failed {
+                assert_eq!(store.open_uploads(), 0, "{name}");
+            }
         }
     }
 }
@@ -837,6 +1054,11 @@ async fn large_object_goes_multipart_and_equals_single_shot_processing() {
     );
     assert_eq!(f.cleaned_bytes, clean.len() as u64);
     assert_eq!(f.rejected_bytes, rejected.len() as u64);
+    let (pq_clean, pq_rejected) = parquet_reference(&input, RowGroupLimits::default());
+    let pq = f.parquet.as_ref().expect("parquet report");
+    assert_eq!(pq.cleaned_bytes, pq_clean.len() as u64);
+    assert!(store.object(REFINED, &pq.cleaned_key).as_deref() == Some(&pq_clean[..]));
+    assert!(store.object(REFINED, &pq.rejected_key).as_deref() == Some(&pq_rejected[..]));
 }
 
 #[tokio::test]
@@ -936,6 +1158,8 @@ async fn logs_one_json_line_per_file_and_per_failure() {
     assert!(p["duration_ms"].is_u64());
     assert_eq!(p["request_id"], "req-42");
     assert_eq!(p["level"], "INFO");
+    assert_eq!(p["parquet_cleaned_key"], parquet_cleaned_key("users"));
+    assert_eq!(p["parquet_rejected_key"], parquet_rejected_key("users"));
 
     let failed: Vec<&Value> = lines
         .iter()
@@ -996,4 +1220,105 @@ fn the_response_serializes_for_direct_invokes() {
         serde_json::to_value(&report).expect("json"),
         json!({"files": [], "skipped": []})
     );
+}
+
+#[test]
+fn parquet_output_is_on_unless_switched_off() {
+    let env = |parquet: Option<&'static str>| {
+        move |name: &str| match name {
+            "RAW_BUCKET" => Some("raw".to_owned()),
+            "REFINED_BUCKET" => Some("refined".to_owned()),
+            "PARQUET_OUTPUT" => parquet.map(str::to_owned),
+            _ => None,
+        }
+    };
+    let on = Some(RowGroupLimits::default());
+    for (value, expected) in [
+        (None, on),
+        (Some("on"), on),
+        (Some(""), on),
+        (Some("off"), None),
+        (Some(" OFF "), None),
+    ] {
+        let c = Config::from_lookup(env(value)).expect("config");
+        assert_eq!(c.parquet, expected, "PARQUET_OUTPUT={value:?}");
+    }
+}
+
+#[tokio::test]
+async fn parquet_off_writes_only_the_csv_outputs() {
+    let input = generate(3_000, 4);
+    let on = FakeStore::new();
+    on.insert(INGEST, "gen.csv", input.clone());
+    run(&on, &event(&["gen.csv"])).await.expect("parquet on");
+
+    let off = FakeStore::new();
+    off.insert(INGEST, "gen.csv", input.clone());
+    let report = run_without_parquet(&off, UploadConfig::default(), &event(&["gen.csv"]))
+        .await
+        .expect("parquet off");
+    let refined = off.objects(REFINED);
+    assert_eq!(
+        refined.keys().collect::<Vec<_>>(),
+        [&cleaned_key("gen"), &rejected_key("gen")]
+    );
+    assert!(off.log().iter().all(|c| !c.key.contains("curated/")));
+    // The CSV outputs do not depend on the switch.
+    for key in [cleaned_key("gen"), rejected_key("gen")] {
+        assert_eq!(refined[&key], on.objects(REFINED)[&key], "{key}");
+    }
+    let file = &report.files[0];
+    assert!(file.parquet.is_none());
+    let json = serde_json::to_value(file).expect("json");
+    assert!(json.get("parquet").is_none(), "{json}");
+}
+
+#[tokio::test]
+async fn parquet_replays_are_byte_identical_across_handlers_and_chunkings() {
+    let input = generate(5_000, 6);
+    let mut seen: Option<(Bytes, Bytes)> = None;
+    for chunk_size in [1_000, 64 * 1024, usize::MAX] {
+        // A fresh handler and store each time, as a retried invocation on a new instance.
+        let store = FakeStore::new()
+            .with_chunk_size(chunk_size)
+            .with_min_part_size(SMALL_PARTS.part_size);
+        store.insert(INGEST, "gen.csv", input.clone());
+        run_with(&store, SMALL_PARTS, &event(&["gen.csv"]))
+            .await
+            .expect("processed");
+        run_with(&store, SMALL_PARTS, &event(&["gen.csv"]))
+            .await
+            .expect("replayed");
+        let clean = store
+            .object(REFINED, &parquet_cleaned_key("gen"))
+            .expect("parquet cleaned");
+        let rejected = store
+            .object(REFINED, &parquet_rejected_key("gen"))
+            .expect("parquet rejected");
+        let (want_clean, want_rejected) = parquet_reference(&input, SMALL_ROW_GROUPS);
+        assert!(clean == want_clean, "chunk size {chunk_size}");
+        assert!(rejected == want_rejected, "chunk size {chunk_size}");
+        if let Some((c, r)) = &seen {
+            assert!(*c == clean && *r == rejected, "chunk size {chunk_size}");
+        }
+        seen = Some((clean, rejected));
+    }
+}
+
+#[test]
+fn an_encoding_failure_is_reported_as_such() {
+    let err = HandlerError::Records {
+        failed: 1,
+        total: 1,
+        first: FileError::Parquet(ParquetError {
+            table: Table::Rejected,
+            message: "boom".to_owned(),
+        }),
+    };
+    assert!(
+        err.to_string()
+            .ends_with("first failure: cannot encode the rejected parquet output: boom")
+    );
+    let diagnostic = Diagnostic::from(err);
+    assert_eq!(diagnostic.error_type, "Parquet.Encode");
 }

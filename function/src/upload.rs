@@ -132,13 +132,13 @@ where
     }
 
     /// Ends the output with `rest` (what is left in its buffer): uploads it as the last part
-    /// and waits for every part, or keeps it for a single `PutObject`, with `header` and a
-    /// newline as the whole object when the output got no rows at all. After this, only
+    /// and waits for every part, or keeps it for a single `PutObject`, with `empty` as the
+    /// whole object when nothing at all was written (a CSV header line, say). After this, only
     /// [`commit`](Self::commit) remains, and it moves no data.
-    pub async fn prepare(&mut self, rest: Vec<u8>, header: &str) -> Result<(), StoreError> {
+    pub async fn prepare(&mut self, rest: Vec<u8>, empty: &[u8]) -> Result<(), StoreError> {
         if self.multipart.is_none() {
             let body = if rest.is_empty() {
-                Bytes::from(format!("{header}\n"))
+                Bytes::copy_from_slice(empty)
             } else {
                 Bytes::from(rest)
             };

@@ -1,5 +1,5 @@
 //! The handler over the real S3 store against an S3 emulator (ministack): copy-source encoding,
-//! path-style addressing, single and multipart outputs, and S3 error codes.
+//! path-style addressing, single and multipart outputs (CSV and Parquet), and S3 error codes.
 //!
 //! Needs an endpoint, so it is ignored by default. Run with, e.g.:
 //! `AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
@@ -12,8 +12,23 @@ use function::s3::S3Store;
 use function::{Config, Handler, ObjectStore, Operation, UploadConfig};
 use shared::Processor;
 use shared::output::{CLEAN_HEADER, CsvOutputs, REJECTED_HEADER};
+use shared::parquet::{ParquetOutputs, RowGroupLimits};
 
 const SAMPLE: &[u8] = include_bytes!("../../data/users.csv");
+
+/// The Parquet files `shared` writes for `input`: (clean, rejected).
+fn parquet_reference(input: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut p = Processor::new();
+    let mut out = ParquetOutputs::new().expect("parquet writers");
+    p.feed(input, &mut out);
+    p.finish(&mut out);
+    let mut clean = std::mem::take(out.clean.buffer());
+    let mut rejected = std::mem::take(out.rejected.buffer());
+    let (c, r) = out.finish().expect("parquet");
+    clean.extend_from_slice(&c);
+    rejected.extend_from_slice(&r);
+    (clean, rejected)
+}
 
 fn reference(input: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let mut p = Processor::new();
@@ -121,6 +136,7 @@ async fn handler_over_s3_against_the_emulator() {
         refined_bucket: refined.clone(),
         function_name: "it".into(),
         upload: UploadConfig::default(),
+        parquet: Some(RowGroupLimits::default()),
     };
     let handler = Handler::new(store.clone(), config, MetricsSink::Discard);
     let ev = event(
@@ -146,6 +162,16 @@ async fn handler_over_s3_against_the_emulator() {
         assert!(
             read(&client, &refined, &file.rejected_key).await == rejected,
             "{source} rejected"
+        );
+        let (pq_clean, pq_rejected) = parquet_reference(input);
+        let pq = file.parquet.as_ref().expect("parquet on");
+        assert!(
+            read(&client, &refined, &pq.cleaned_key).await == pq_clean,
+            "{source} parquet cleaned"
+        );
+        assert!(
+            read(&client, &refined, &pq.rejected_key).await == pq_rejected,
+            "{source} parquet rejected"
         );
     }
     let cleaned = &report.files[0].cleaned_key;

@@ -53,6 +53,21 @@ pub fn local_output_paths(file_name: &str) -> (String, String) {
     )
 }
 
+/// Local Parquet output paths for `deployer check`, relative to the output directory:
+/// (`<name>.parquet`, `rejected/<name>_rejected.parquet`).
+pub fn local_parquet_paths(file_name: &str) -> (String, String) {
+    let stem = output_stem(file_name);
+    (
+        format!("{stem}.parquet"),
+        format!("rejected/{stem}_rejected.parquet"),
+    )
+}
+
+/// Folder of the clean rows' Parquet table in the refined bucket (the `users` Glue table).
+pub const CURATED_USERS: &str = "curated/users";
+/// Folder of the rejected rows' Parquet table in the refined bucket (`users_rejected`).
+pub const CURATED_USERS_REJECTED: &str = "curated/users_rejected";
+
 /// Every key derived from one source object and its event time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputKeys {
@@ -62,6 +77,10 @@ pub struct OutputKeys {
     pub cleaned: String,
     /// `refined/date=YYYY-MM-DD/hour=HH/<dir/>rejected/<name>_rejected.csv` in the refined bucket.
     pub rejected: String,
+    /// `curated/users/date=YYYY-MM-DD/hour=HH/<dir/><name>.parquet` in the refined bucket.
+    pub parquet_cleaned: String,
+    /// `curated/users_rejected/date=YYYY-MM-DD/hour=HH/<dir/><name>.parquet` in the refined bucket.
+    pub parquet_rejected: String,
 }
 
 impl OutputKeys {
@@ -73,10 +92,13 @@ impl OutputKeys {
         };
         let (cleaned, rejected) = local_output_paths(file);
         let part = partition(event_time);
+        let stem = output_stem(file);
         OutputKeys {
             raw: source_key.to_owned(),
             cleaned: format!("refined/{part}/{dir}{cleaned}"),
             rejected: format!("refined/{part}/{dir}{rejected}"),
+            parquet_cleaned: format!("{CURATED_USERS}/{part}/{dir}{stem}.parquet"),
+            parquet_rejected: format!("{CURATED_USERS_REJECTED}/{part}/{dir}{stem}.parquet"),
         }
     }
 }
@@ -119,8 +141,65 @@ mod tests {
                 raw: "users.csv".into(),
                 cleaned: "refined/date=2025-06-24/hour=15/users_cleaned.csv".into(),
                 rejected: "refined/date=2025-06-24/hour=15/rejected/users_rejected.csv".into(),
+                parquet_cleaned: "curated/users/date=2025-06-24/hour=15/users.parquet".into(),
+                parquet_rejected: "curated/users_rejected/date=2025-06-24/hour=15/users.parquet"
+                    .into(),
             }
         );
+    }
+
+    #[test]
+    fn parquet_keys_share_the_partition_under_their_table_folders() {
+        let t = at("2025-01-02T03:04:05+05:00");
+        // (source key, clean table key, rejected table key), partition date=2025-01-01/hour=22.
+        let cases = [
+            (
+                "users.csv",
+                "curated/users/date=2025-01-01/hour=22/users.parquet",
+                "curated/users_rejected/date=2025-01-01/hour=22/users.parquet",
+            ),
+            (
+                "in/2025/my users.csv",
+                "curated/users/date=2025-01-01/hour=22/in/2025/my users.parquet",
+                "curated/users_rejected/date=2025-01-01/hour=22/in/2025/my users.parquet",
+            ),
+            (
+                "d/export.CSV",
+                "curated/users/date=2025-01-01/hour=22/d/export.CSV.parquet",
+                "curated/users_rejected/date=2025-01-01/hour=22/d/export.CSV.parquet",
+            ),
+            (
+                "data.csv.gz",
+                "curated/users/date=2025-01-01/hour=22/data.csv.gz.parquet",
+                "curated/users_rejected/date=2025-01-01/hour=22/data.csv.gz.parquet",
+            ),
+            (
+                "noext",
+                "curated/users/date=2025-01-01/hour=22/noext.parquet",
+                "curated/users_rejected/date=2025-01-01/hour=22/noext.parquet",
+            ),
+            (
+                "a/rejected/b.csv",
+                "curated/users/date=2025-01-01/hour=22/a/rejected/b.parquet",
+                "curated/users_rejected/date=2025-01-01/hour=22/a/rejected/b.parquet",
+            ),
+        ];
+        for (source, clean, rejected) in cases {
+            let keys = OutputKeys::new(source, t);
+            assert_eq!(keys.parquet_cleaned, clean, "{source}");
+            assert_eq!(keys.parquet_rejected, rejected, "{source}");
+            // Same partition as the CSV outputs; nothing but table files under each table.
+            let part = keys.cleaned.split('/').take(3).collect::<Vec<_>>()[1..].join("/");
+            assert!(
+                keys.parquet_cleaned.contains(&format!("/{part}/")),
+                "{source}"
+            );
+            assert!(keys.parquet_cleaned.starts_with("curated/users/date="));
+            assert!(
+                keys.parquet_rejected
+                    .starts_with("curated/users_rejected/date=")
+            );
+        }
     }
 
     #[test]
@@ -170,6 +249,24 @@ mod tests {
         assert_eq!(
             partition(at("0999-03-04T05:06:07")),
             "date=0999-03-04/hour=05"
+        );
+    }
+
+    #[test]
+    fn local_parquet_outputs() {
+        assert_eq!(
+            local_parquet_paths("users.csv"),
+            (
+                "users.parquet".into(),
+                "rejected/users_rejected.parquet".into()
+            )
+        );
+        assert_eq!(
+            local_parquet_paths("users.txt"),
+            (
+                "users.txt.parquet".into(),
+                "rejected/users.txt_rejected.parquet".into()
+            )
         );
     }
 

@@ -9,6 +9,7 @@ pub mod header;
 pub mod layout;
 pub mod output;
 pub mod parallel;
+pub mod parquet;
 pub mod process;
 pub mod reason;
 pub mod record;

@@ -32,6 +32,62 @@ pub trait RowSink {
     }
 }
 
+impl<S: RowSink + ?Sized> RowSink for &mut S {
+    #[inline]
+    fn clean(&mut self, row: &CleanRow<'_>) {
+        (**self).clean(row);
+    }
+    #[inline]
+    fn rejected(&mut self, row: &RejectedRow<'_>) {
+        (**self).rejected(row);
+    }
+    #[inline]
+    fn clean_verbatim(&mut self, row: &CleanRow<'_>, line: &str) {
+        (**self).clean_verbatim(row, line);
+    }
+}
+
+/// Both sinks receive every verdict, the first one first (e.g. CSV and Parquet outputs).
+impl<A: RowSink, B: RowSink> RowSink for (A, B) {
+    #[inline]
+    fn clean(&mut self, row: &CleanRow<'_>) {
+        self.0.clean(row);
+        self.1.clean(row);
+    }
+    #[inline]
+    fn rejected(&mut self, row: &RejectedRow<'_>) {
+        self.0.rejected(row);
+        self.1.rejected(row);
+    }
+    #[inline]
+    fn clean_verbatim(&mut self, row: &CleanRow<'_>, line: &str) {
+        self.0.clean_verbatim(row, line);
+        self.1.clean_verbatim(row, line);
+    }
+}
+
+/// An optional sink: `None` ignores every verdict.
+impl<S: RowSink> RowSink for Option<S> {
+    #[inline]
+    fn clean(&mut self, row: &CleanRow<'_>) {
+        if let Some(sink) = self {
+            sink.clean(row);
+        }
+    }
+    #[inline]
+    fn rejected(&mut self, row: &RejectedRow<'_>) {
+        if let Some(sink) = self {
+            sink.rejected(row);
+        }
+    }
+    #[inline]
+    fn clean_verbatim(&mut self, row: &CleanRow<'_>, line: &str) {
+        if let Some(sink) = self {
+            sink.clean_verbatim(row, line);
+        }
+    }
+}
+
 /// CSV outputs accumulated in memory; the owner drains `clean` / `rejected` as they fill up.
 /// A header is written before the first row of each, so an output with no rows stays empty.
 #[derive(Debug, Default)]

@@ -1,11 +1,13 @@
-//! Property tests: whole generated files through the processor, and the email and timestamp
-//! rules against plain reference implementations written from the SPEC text.
+//! Property tests: whole generated files through the processor (CSV and Parquet outputs), and
+//! the email and timestamp rules against plain reference implementations written from the SPEC
+//! text.
 
 use proptest::prelude::*;
 use proptest::test_runner::RngAlgorithm;
 use shared::email::is_valid_email;
 use shared::output::{CsvOutputs, RowSink, parse_clean_csv, parse_rejected_csv};
 use shared::parallel::{Output, Parallel};
+use shared::parquet::{ParquetOutputs, RowGroupLimits};
 use shared::reason::ReasonCounts;
 use shared::row::{CleanRow, RejectedRow};
 use shared::{Processor, Summary, Timestamp};
@@ -388,6 +390,85 @@ proptest! {
         if summary.header_problem.is_some() {
             prop_assert_eq!(summary.clean, 0);
         }
+    }
+}
+
+/// The Parquet files of `bytes` fed in pieces cut at `cuts`, with row groups of at most 3 rows,
+/// and the CSV outputs: (parquet clean, parquet rejected, csv clean, csv rejected).
+fn process_parquet(bytes: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    let limits = RowGroupLimits {
+        rows: 3,
+        bytes: 200,
+    };
+    let mut p = Processor::new();
+    let mut csv = CsvOutputs::new();
+    let mut pq = ParquetOutputs::with_limits(limits).unwrap_or_else(|e| panic!("{e}"));
+    let (mut clean, mut rejected) = (Vec::new(), Vec::new());
+    let mut prev = 0;
+    for &cut in cuts.iter().chain([&bytes.len()]) {
+        let cut = cut.clamp(prev, bytes.len());
+        p.feed(&bytes[prev..cut], &mut (&mut csv, &mut pq));
+        clean.append(pq.clean.buffer());
+        rejected.append(pq.rejected.buffer());
+        prev = cut;
+    }
+    p.finish(&mut (&mut csv, &mut pq));
+    let (c, r) = pq.finish().unwrap_or_else(|e| panic!("{e}"));
+    clean.extend_from_slice(&c);
+    rejected.extend_from_slice(&r);
+    (clean, rejected, csv.clean, csv.rejected)
+}
+
+/// Every row of a Parquet file, each value as text (timestamps as microseconds).
+fn parquet_rows(file: &[u8]) -> Vec<Vec<String>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let reader = SerializedFileReader::new(bytes::Bytes::copy_from_slice(file))
+        .unwrap_or_else(|e| panic!("not a parquet file: {e}"));
+    let rows = reader.get_row_iter(None).unwrap_or_else(|e| panic!("{e}"));
+    rows.map(|row| {
+        row.unwrap_or_else(|e| panic!("{e}"))
+            .get_column_iter()
+            .map(|(_, field)| match field {
+                Field::Str(s) => s.clone(),
+                Field::Long(n) | Field::TimestampMicros(n) => n.to_string(),
+                other => panic!("unexpected value {other:?}"),
+            })
+            .collect()
+    })
+    .collect()
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    #[test]
+    fn parquet_holds_the_csv_rows_whatever_the_chunking(f in file()) {
+        let (pq_clean, pq_rejected, csv_clean, csv_rejected) = process_parquet(&f.bytes, &f.cuts);
+        let clean: Vec<Vec<String>> = parse_clean_csv(&csv_clean)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| vec![
+                r.id,
+                r.name,
+                r.email,
+                r.created.unix_micros().to_string(),
+                r.updated.unix_micros().to_string(),
+            ])
+            .collect();
+        prop_assert_eq!(parquet_rows(&pq_clean), clean);
+        let rejected: Vec<Vec<String>> = parse_rejected_csv(&csv_rejected)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                let mut row = vec![r.line.to_string(), r.reasons.to_string()];
+                row.extend(r.original);
+                row
+            })
+            .collect();
+        prop_assert_eq!(parquet_rows(&pq_rejected), rejected);
+        let (whole_clean, whole_rejected, _, _) = process_parquet(&f.bytes, &[]);
+        prop_assert!(whole_clean == pq_clean && whole_rejected == pq_rejected, "chunking changed the bytes");
     }
 }
 

@@ -30,8 +30,42 @@ CSV_INGEST_TEST_ARTIFACT="$PWD/target/lambda-x86_64/bootstrap/bootstrap.zip" \
 step "up from empty"
 "${DEPLOYER[@]}" up
 
-step "smoke: upload the sample, verify raw and refined outputs"
-"${DEPLOYER[@]}" smoke --timeout 60s
+step "smoke: upload the sample, verify raw, refined and curated outputs (kept for the query)"
+"${DEPLOYER[@]}" --output json smoke --timeout 60s --keep >.run/e2e-smoke.json
+partition=$(python3 -c '
+import json, re, sys
+checks = json.load(open(".run/e2e-smoke.json"))["checks"]
+found = [c["detail"] for c in checks if c["name"] == "cleaned output present"][0]
+m = re.search(r"/refined/date=([0-9-]+)/hour=([0-9]+)/", found)
+print(m.group(1) + "," + m.group(2))')
+echo "smoke partition: $partition"
+
+step "query --counts through Athena: exactly the smoke file, in its partition"
+got=$("${DEPLOYER[@]}" --output csv query --counts | tr -d '\r')
+want=$(printf 'date,hour,kind,n\n%s,clean,2\n%s,rejected,2' "$partition" "$partition")
+echo "$got"
+[ "$got" = "$want" ] || fail "query --counts gave:
+$got
+expected:
+$want"
+
+step "the 1,000,000-row benchmark file through the pipeline, counted by Athena"
+cargo run -q -p shared --example gen_users -- 1000000 >.run/e2e-users-1m.csv
+ingest=$(awk -F'"' '/^ingest/ {print $2}' "$CONFIG")
+refined=$(awk -F'"' '/^refined/ {print $2}' "$CONFIG")
+start=$(date +%s.%N)
+curl -fsS -o /dev/null -T .run/e2e-users-1m.csv "$ENDPOINT/$ingest/bench/users-1m.csv"
+deadline=$(( $(date +%s) + 120 ))
+# The rejected CSV is committed last: once it is listed, every output of the file exists.
+until curl -fsS "$ENDPOINT/$refined?list-type=2&prefix=refined/" | grep -q 'bench/rejected/users-1m_rejected.csv'; do
+  [ "$(date +%s)" -lt "$deadline" ] || fail "the benchmark file's outputs did not appear within 120 s"
+  sleep 0.2
+done
+echo "upload start → all outputs: $(python3 -c "import time; print(round(time.time() - $start, 2))") s"
+total=$("${DEPLOYER[@]}" --output json query --counts | python3 -c 'import json,sys; print(sum(int(r["n"]) for r in json.load(sys.stdin)))')
+echo "rows across users and users_rejected: $total (the smoke file's 4 included)"
+[ "$total" = 1000004 ] || fail "Athena counts $total rows, expected 1,000,000 + the smoke file's 4"
+rm -f .run/e2e-users-1m.csv
 
 step "plan right after up: no changes (exit 0)"
 set +e; "${DEPLOYER[@]}" plan; code=$?; set -e

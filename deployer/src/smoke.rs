@@ -42,17 +42,24 @@ struct SmokeJson<'a> {
 struct Expected {
     cleaned: Vec<u8>,
     rejected: Vec<u8>,
+    parquet_cleaned: Vec<u8>,
+    parquet_rejected: Vec<u8>,
 }
 
-fn expected_outputs() -> Expected {
+fn expected_outputs() -> Result<Expected> {
     let mut outputs = CsvOutputs::new();
     let mut processor = Processor::new();
     processor.feed(SAMPLE, &mut outputs);
     processor.finish(&mut outputs);
-    Expected {
+    // The Parquet writer is deterministic, so the function's files are these bytes exactly.
+    let (parquet_cleaned, parquet_rejected) =
+        shared::parquet::encode(SAMPLE).context("encoding the sample as parquet")?;
+    Ok(Expected {
         cleaned: outputs.clean,
         rejected: outputs.rejected,
-    }
+        parquet_cleaned,
+        parquet_rejected,
+    })
 }
 
 /// A key unique to this run, with a space on purpose: S3 events URL-encode it.
@@ -91,6 +98,7 @@ fn candidate_keys(key: &str, from: SystemTime, to: SystemTime) -> Vec<OutputKeys
 
 pub async fn run(config: &Config, output: Output, timeout: Duration, keep: bool) -> Result<()> {
     let report = Reporter::new(output);
+    let expected = expected_outputs()?;
     let (aws, _identity) = connect(config, &report).await?;
     let key = smoke_key();
     let ingest = &config.buckets.ingest;
@@ -108,7 +116,16 @@ pub async fn run(config: &Config, output: Output, timeout: Duration, keep: bool)
         .with_context(|| format!("uploading the smoke sample to s3://{ingest}/{key} (is the stack deployed? run `up`)"))?;
     let uploaded = Instant::now();
     let candidates = candidate_keys(&key, before, SystemTime::now());
-    let checks = verify(&aws, config, &key, &candidates, uploaded, timeout, &report).await;
+    let checks = verify(
+        &aws,
+        config,
+        &key,
+        &candidates,
+        &expected,
+        Window { uploaded, timeout },
+        &report,
+    )
+    .await;
     if !keep {
         cleanup(&aws, config, &key, &candidates).await?;
     }
@@ -132,15 +149,22 @@ pub async fn run(config: &Config, output: Output, timeout: Duration, keep: bool)
     Ok(())
 }
 
+/// When the upload finished and how long its outputs may take.
+struct Window {
+    uploaded: Instant,
+    timeout: Duration,
+}
+
 async fn verify(
     aws: &Aws,
     config: &Config,
     key: &str,
     candidates: &[OutputKeys],
-    uploaded: Instant,
-    timeout: Duration,
+    expected: &Expected,
+    window: Window,
     report: &Reporter,
 ) -> Vec<Check> {
+    let Window { uploaded, timeout } = window;
     let mut checks = Vec::new();
     let mut record = |name: &str, passed: bool, detail: String| {
         let check = Check {
@@ -190,7 +214,6 @@ async fn verify(
     }
 
     // 2. The cleaned output, in the event-time partition.
-    let expected = expected_outputs();
     let cleaned_keys: Vec<(&str, String)> = candidates
         .iter()
         .map(|k| (refined.as_str(), k.cleaned.clone()))
@@ -280,6 +303,44 @@ async fn verify(
         ),
         Err(e) => record("rejected output present", false, format!("{e:#}")),
     }
+
+    // 4. The Parquet copies under curated/, byte for byte (the writer is deterministic).
+    if config.outputs.parquet {
+        for (what, want, keys) in [
+            (
+                "clean parquet",
+                &expected.parquet_cleaned,
+                candidates
+                    .iter()
+                    .map(|k| k.parquet_cleaned.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "rejected parquet",
+                &expected.parquet_rejected,
+                candidates
+                    .iter()
+                    .map(|k| k.parquet_rejected.clone())
+                    .collect(),
+            ),
+        ] {
+            let keys: Vec<(&str, String)> =
+                keys.into_iter().map(|k| (refined.as_str(), k)).collect();
+            match poll(aws, &keys, deadline).await {
+                Ok(Some((found, bytes))) => record(
+                    &format!("{what} equals local processing"),
+                    bytes == *want,
+                    format!("s3://{refined}/{found}"),
+                ),
+                Ok(None) => record(
+                    &format!("{what} present"),
+                    false,
+                    format!("none of {keys:?} appeared within {timeout:?}"),
+                ),
+                Err(e) => record(&format!("{what} present"), false, format!("{e:#}")),
+            }
+        }
+    }
     checks
 }
 
@@ -326,6 +387,8 @@ async fn cleanup(aws: &Aws, config: &Config, key: &str, candidates: &[OutputKeys
     for k in candidates {
         targets.push((config.buckets.refined.as_str(), k.cleaned.clone()));
         targets.push((config.buckets.refined.as_str(), k.rejected.clone()));
+        targets.push((config.buckets.refined.as_str(), k.parquet_cleaned.clone()));
+        targets.push((config.buckets.refined.as_str(), k.parquet_rejected.clone()));
     }
     for (bucket, key) in targets {
         let versions = aws
@@ -382,7 +445,9 @@ mod tests {
 
     #[test]
     fn sample_has_the_known_verdicts() {
-        let e = expected_outputs();
+        let e = expected_outputs().unwrap();
+        assert!(e.parquet_cleaned.starts_with(b"PAR1") && e.parquet_cleaned.ends_with(b"PAR1"));
+        assert!(e.parquet_rejected.starts_with(b"PAR1") && e.parquet_rejected.ends_with(b"PAR1"));
         let clean = parse_clean_csv(&e.cleaned).unwrap();
         assert_eq!(
             clean.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),

@@ -124,7 +124,7 @@ fn glue_columns(file: &[u8]) -> Vec<Column> {
 fn parquet_files_are_the_functions_and_match_the_glue_tables() {
     let dir = scratch_dir("same");
     let file = dir.join("gen.csv");
-    // More than one default row group (65,536 rows) per table.
+    // More than one default row group (32,768 rows) per table.
     let input = generate(160_000);
     std::fs::write(&file, &input).unwrap();
     let (csv_clean, csv_rejected, pq_clean, pq_rejected) = function_outputs(&input);
@@ -152,7 +152,7 @@ fn parquet_files_are_the_functions_and_match_the_glue_tables() {
         .unwrap()
         .metadata()
         .num_row_groups();
-    assert_eq!(groups, 3, "140,000 rows in groups of 65,536");
+    assert_eq!(groups, 5, "140,000 rows in groups of 32,768");
 
     // The schema is exactly the catalog's.
     let users = TableSpec::users("db", "bucket", "2025-01-01");

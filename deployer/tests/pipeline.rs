@@ -1,7 +1,9 @@
 //! The deployed pipeline with the real function on ministack: an S3 event replayed three times
 //! changes nothing, and 200 files uploaded at once are each processed exactly once (SPEC §4).
-//! Each test deploys a stack of its own with the zip at `CSV_INGEST_TEST_ARTIFACT` and tears
-//! it down at the end; the expected outputs are computed locally with `shared`.
+//! Every file has four outputs in the refined bucket: the cleaned and rejected CSVs under
+//! `refined/` and their Parquet copies under `curated/` (`OutputKeys`). Each test deploys a
+//! stack of its own with the zip at `CSV_INGEST_TEST_ARTIFACT` and tears it down at the end;
+//! the expected outputs (all four, byte for byte) are computed locally with `shared`.
 
 mod support;
 
@@ -14,10 +16,13 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::QueueAttributeName;
+use bytes::Bytes;
 use deployer::aws::Aws;
 use deployer::config::Config;
 use deployer::resources::Deletion;
 use deployer::stack::Names;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::Field;
 use serde_json::{Value, json};
 use shared::output::{
     CLEAN_HEADER, CsvOutputs, REJECTED_HEADER, parse_clean_csv, parse_rejected_csv,
@@ -82,12 +87,15 @@ where
 // ---------------------------------------------------------------------------------------------
 // Expected outputs, computed locally.
 
-/// What the function must write for one input: the outputs are always both written,
-/// header-only when they have no row (the function's `OutputUpload::prepare`).
+/// What the function must write for one input: the four outputs are always all written, the
+/// CSVs header-only and the Parquet files without a row group when they have no row (the
+/// function's `OutputUpload::prepare`, `ParquetOutputs::finish`).
 struct Expected {
     summary: Summary,
     cleaned: Vec<u8>,
     rejected: Vec<u8>,
+    parquet_cleaned: Vec<u8>,
+    parquet_rejected: Vec<u8>,
 }
 
 fn expected(input: &[u8]) -> Expected {
@@ -102,10 +110,16 @@ fn expected(input: &[u8]) -> Expected {
             bytes
         }
     };
+    // The Parquet writer is deterministic (the bytes depend only on the rows), so the
+    // function's files are these bytes exactly.
+    let (parquet_cleaned, parquet_rejected) =
+        shared::parquet::encode(input).unwrap_or_else(|e| panic!("{e}"));
     Expected {
         summary,
         cleaned: or_header(outputs.clean, CLEAN_HEADER),
         rejected: or_header(outputs.rejected, REJECTED_HEADER),
+        parquet_cleaned,
+        parquet_rejected,
     }
 }
 
@@ -139,6 +153,76 @@ fn check_outputs(
             "{what}: rejected output differs from local processing ({} bytes, {} expected)",
             rejected.len(),
             want.rejected.len()
+        ));
+    }
+    Ok((c, r))
+}
+
+/// Every row of a Parquet output, as (column, value) pairs in schema order (timestamps as
+/// microseconds, strings as they are).
+fn parquet_rows(file: &[u8]) -> Result<Vec<Vec<(String, String)>>, String> {
+    let reader = SerializedFileReader::new(Bytes::copy_from_slice(file))
+        .map_err(|e| format!("not a parquet file: {e}"))?;
+    let mut out = Vec::new();
+    for row in reader.get_row_iter(None).map_err(|e| e.to_string())? {
+        let row = row.map_err(|e| e.to_string())?;
+        let mut values = Vec::new();
+        for (name, field) in row.get_column_iter() {
+            let value = match field {
+                Field::Str(s) => s.clone(),
+                Field::Long(n) | Field::TimestampMicros(n) => n.to_string(),
+                other => return Err(format!("column {name}: unexpected value {other:?}")),
+            };
+            values.push((name.clone(), value));
+        }
+        out.push(values);
+    }
+    Ok(out)
+}
+
+/// The values of column `name` in rows read by `parquet_rows`.
+fn parquet_column(rows: &[Vec<(String, String)>], name: &str) -> Vec<String> {
+    rows.iter()
+        .map(|row| {
+            row.iter()
+                .find(|(column, _)| column == name)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_else(|| panic!("no column {name} in {row:?}"))
+        })
+        .collect()
+}
+
+/// The same as `check_outputs` for the two Parquet copies: both read back, clean + rejected =
+/// records, and the bytes are exactly the local writer's.
+fn check_parquet(
+    what: &str,
+    cleaned: &[u8],
+    rejected: &[u8],
+    want: &Expected,
+) -> Result<(u64, u64), String> {
+    let clean = parquet_rows(cleaned).map_err(|e| format!("{what}: clean parquet output: {e}"))?;
+    let bad =
+        parquet_rows(rejected).map_err(|e| format!("{what}: rejected parquet output: {e}"))?;
+    let (c, r) = (clean.len() as u64, bad.len() as u64);
+    let s = &want.summary;
+    if c + r != s.records || c != s.clean || r != s.rejected {
+        return Err(format!(
+            "{what}: {c} clean + {r} rejected rows in the parquet outputs, {} records ({} clean, {} rejected) in the input",
+            s.records, s.clean, s.rejected
+        ));
+    }
+    if cleaned != want.parquet_cleaned {
+        return Err(format!(
+            "{what}: clean parquet output differs from local processing ({} bytes, {} expected)",
+            cleaned.len(),
+            want.parquet_cleaned.len()
+        ));
+    }
+    if rejected != want.parquet_rejected {
+        return Err(format!(
+            "{what}: rejected parquet output differs from local processing ({} bytes, {} expected)",
+            rejected.len(),
+            want.parquet_rejected.len()
         ));
     }
     Ok((c, r))
@@ -500,6 +584,14 @@ async fn replay(s: Arc<Stack>) {
         keys.rejected,
         "refined/date=2025-06-24/hour=15/in/replay test/rejected/users_rejected.csv"
     );
+    assert_eq!(
+        keys.parquet_cleaned,
+        "curated/users/date=2025-06-24/hour=15/in/replay test/users.parquet"
+    );
+    assert_eq!(
+        keys.parquet_rejected,
+        "curated/users_rejected/date=2025-06-24/hour=15/in/replay test/users.parquet"
+    );
 
     let mut snapshots = Vec::new();
     for attempt in 1..=3 {
@@ -544,6 +636,21 @@ async fn replay(s: Arc<Stack>) {
             ),
             "invoke #{attempt}: {text}"
         );
+        assert_eq!(
+            (&f["cleaned_bytes"], &f["rejected_bytes"]),
+            (&json!(want.cleaned.len()), &json!(want.rejected.len())),
+            "invoke #{attempt}: {text}"
+        );
+        assert_eq!(
+            f["parquet"],
+            json!({
+                "cleaned_key": keys.parquet_cleaned,
+                "rejected_key": keys.parquet_rejected,
+                "cleaned_bytes": want.parquet_cleaned.len(),
+                "rejected_bytes": want.parquet_rejected.len(),
+            }),
+            "invoke #{attempt}: {text}"
+        );
         snapshots.push(snapshot(&s.aws, &[raw, refined]).await);
     }
 
@@ -560,6 +667,8 @@ async fn replay(s: Arc<Stack>) {
         format!("{raw}/{}", keys.raw),
         format!("{refined}/{}", keys.cleaned),
         format!("{refined}/{}", keys.rejected),
+        format!("{refined}/{}", keys.parquet_cleaned),
+        format!("{refined}/{}", keys.parquet_rejected),
     ]
     .into();
     let got_keys: BTreeSet<String> = snap.keys().cloned().collect();
@@ -587,6 +696,15 @@ async fn replay(s: Arc<Stack>) {
         .map(|r| r.line)
         .collect();
     assert_eq!(lines, [4, 5, 7, 8, 10]);
+
+    // The Parquet copies: the same rows, and exactly the local writer's bytes.
+    let pq_cleaned = &snap[&format!("{refined}/{}", keys.parquet_cleaned)].bytes;
+    let pq_rejected = &snap[&format!("{refined}/{}", keys.parquet_rejected)].bytes;
+    check_parquet(key, pq_cleaned, pq_rejected, &want).unwrap_or_else(|e| panic!("{e}"));
+    let ids = parquet_column(&parquet_rows(pq_cleaned).unwrap(), "id");
+    assert_eq!(ids, ["1", "2", "5"]);
+    let lines = parquet_column(&parquet_rows(pq_rejected).unwrap(), "line");
+    assert_eq!(lines, ["4", "5", "7", "8", "10"]);
 
     // The ingest bucket still holds the one upload.
     let ingest_keys: Vec<String> = list(&s.aws, ingest)
@@ -759,6 +877,11 @@ fn load_file(n: usize) -> Vec<u8> {
     out
 }
 
+/// The four output keys of one file and event time, in `OUTPUT_NAMES` order.
+fn output_keys(k: OutputKeys) -> [String; OUTPUTS] {
+    [k.cleaned, k.rejected, k.parquet_cleaned, k.parquet_rejected]
+}
+
 /// Every partition an event between `from` and `to` (± 5 s) can land in.
 fn partitions_between(from: SystemTime, to: SystemTime) -> Vec<Timestamp> {
     let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
@@ -773,6 +896,10 @@ fn partitions_between(from: SystemTime, to: SystemTime) -> Vec<Timestamp> {
 }
 
 const FILES: usize = 200;
+/// Outputs per file in the refined bucket: cleaned and rejected CSV, and their Parquet copies.
+const OUTPUTS: usize = 4;
+/// The outputs, in `output_keys` order.
+const OUTPUT_NAMES: [&str; OUTPUTS] = ["cleaned", "rejected", "clean parquet", "rejected parquet"];
 const UPLOADS_IN_FLIGHT: usize = 32;
 const LOAD_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -848,8 +975,8 @@ async fn load(s: Arc<Stack>) {
         let raw_list = list(&s.aws, raw).await;
         let refined_list = list(&s.aws, refined).await;
         let dead = failed_depth(&s.aws, &s.config).await;
-        if (raw_list.len() >= FILES && refined_list.len() >= 2 * FILES)
-            || (dead > 0 && refined_list.len() / 2 + dead >= FILES)
+        if (raw_list.len() >= FILES && refined_list.len() >= OUTPUTS * FILES)
+            || (dead > 0 && refined_list.len() / OUTPUTS + dead >= FILES)
             || Instant::now() >= deadline
         {
             break (raw_list, refined_list);
@@ -868,23 +995,24 @@ async fn load(s: Arc<Stack>) {
     let seen_done = started.elapsed();
     let finished_at = SystemTime::now();
 
-    // Map every refined key to its file: exactly one cleaned and one rejected each, in
+    // Map every refined key to its file: exactly one of each of the four outputs each, all in
     // one partition of the run's event times.
-    let mut owner: HashMap<String, (usize, bool)> = HashMap::new();
+    let partitions = partitions_between(started_at, finished_at);
+    let mut owner: HashMap<String, (usize, usize, usize)> = HashMap::new();
     for (i, (key, _)) in files.iter().enumerate() {
-        for t in partitions_between(started_at, finished_at) {
-            let k = OutputKeys::new(key, t);
-            owner.insert(k.cleaned, (i, true));
-            owner.insert(k.rejected, (i, false));
+        for (p, &t) in partitions.iter().enumerate() {
+            for (o, k) in output_keys(OutputKeys::new(key, t)).into_iter().enumerate() {
+                owner.insert(k, (i, o, p));
+            }
         }
     }
     let mut problems: Vec<String> = Vec::new();
-    let mut cleaned_of: Vec<Vec<String>> = vec![Vec::new(); FILES];
-    let mut rejected_of: Vec<Vec<String>> = vec![Vec::new(); FILES];
+    // `outputs_of[file][output]`: the keys found, with their partition's index.
+    let mut outputs_of: Vec<[Vec<(String, usize)>; OUTPUTS]> =
+        (0..FILES).map(|_| Default::default()).collect();
     for o in &refined_list {
         match owner.get(&o.key) {
-            Some(&(i, true)) => cleaned_of[i].push(o.key.clone()),
-            Some(&(i, false)) => rejected_of[i].push(o.key.clone()),
+            Some(&(i, out, p)) => outputs_of[i][out].push((o.key.clone(), p)),
             None => problems.push(format!("unexpected refined key {}", o.key)),
         }
     }
@@ -904,17 +1032,31 @@ async fn load(s: Arc<Stack>) {
     let mut untouched = Vec::new();
     for (i, (key, _)) in files.iter().enumerate() {
         let has_raw = raw_keys.contains(key.as_str());
-        match (has_raw, cleaned_of[i].as_slice(), rejected_of[i].as_slice()) {
-            (true, [c], [r]) => {
-                let part = |k: &str| k.split('/').take(3).collect::<Vec<_>>().join("/");
-                if part(c) != part(r) {
-                    problems.push(format!("{key}: outputs in two partitions: {c}, {r}"));
-                }
+        let outputs = &outputs_of[i];
+        let one_each = outputs.iter().all(|found| found.len() == 1);
+        let none = outputs.iter().all(Vec::is_empty);
+        if has_raw && one_each {
+            let parts: BTreeSet<usize> = outputs.iter().map(|found| found[0].1).collect();
+            if parts.len() != 1 {
+                let keys: Vec<&str> = outputs.iter().map(|found| found[0].0.as_str()).collect();
+                problems.push(format!(
+                    "{key}: outputs in {} partitions: {}",
+                    parts.len(),
+                    keys.join(", ")
+                ));
             }
-            (false, [], []) => untouched.push(key.as_str()),
-            (raw, c, r) => problems.push(format!(
-                "{key}: raw copy {raw}, cleaned outputs {c:?}, rejected outputs {r:?}"
-            )),
+        } else if !has_raw && none {
+            untouched.push(key.as_str());
+        } else {
+            let found: Vec<String> = OUTPUT_NAMES
+                .iter()
+                .zip(outputs)
+                .map(|(name, found)| {
+                    let keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+                    format!("{name} outputs {keys:?}")
+                })
+                .collect();
+            problems.push(format!("{key}: raw copy {has_raw}, {}", found.join(", ")));
         }
     }
     if !untouched.is_empty() {
@@ -930,7 +1072,7 @@ async fn load(s: Arc<Stack>) {
         raw_list.len(),
         refined_list.len(),
         FILES,
-        2 * FILES,
+        OUTPUTS * FILES,
         problems.len(),
         problems
             .iter()
@@ -939,9 +1081,13 @@ async fn load(s: Arc<Stack>) {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert_eq!((raw_list.len(), refined_list.len()), (FILES, 2 * FILES));
+    assert_eq!(
+        (raw_list.len(), refined_list.len()),
+        (FILES, OUTPUTS * FILES)
+    );
 
-    // Every file: raw bytes = upload, outputs = local processing, clean + rejected = records.
+    // Every file: raw bytes = upload, all four outputs = local processing, clean + rejected =
+    // records (in the CSVs and in the Parquet copies).
     let raw_bytes = get_all(
         &s.aws,
         raw,
@@ -951,6 +1097,8 @@ async fn load(s: Arc<Stack>) {
     let refined_keys: Vec<String> = refined_list.iter().map(|o| o.key.clone()).collect();
     let refined_bytes = get_all(&s.aws, refined, &refined_keys).await;
     let (mut clean_rows, mut rejected_rows) = (0u64, 0u64);
+    let (mut pq_clean_rows, mut pq_rejected_rows) = (0u64, 0u64);
+    let (mut pq_clean_bytes, mut pq_rejected_bytes) = (0usize, 0usize);
     for (i, (key, data)) in files.iter().enumerate() {
         if raw_bytes[key] != *data {
             problems.push(format!(
@@ -959,8 +1107,9 @@ async fn load(s: Arc<Stack>) {
                 data.len()
             ));
         }
-        let cleaned = &refined_bytes[&cleaned_of[i][0]];
-        let rejected = &refined_bytes[&rejected_of[i][0]];
+        let [cleaned, rejected, pq_cleaned, pq_rejected] = outputs_of[i]
+            .each_ref()
+            .map(|found| &refined_bytes[&found[0].0]);
         match check_outputs(key, cleaned, rejected, &wanted[i]) {
             Ok((c, r)) => {
                 clean_rows += c;
@@ -968,9 +1117,23 @@ async fn load(s: Arc<Stack>) {
             }
             Err(e) => problems.push(e),
         }
+        match check_parquet(key, pq_cleaned, pq_rejected, &wanted[i]) {
+            Ok((c, r)) => {
+                pq_clean_rows += c;
+                pq_rejected_rows += r;
+            }
+            Err(e) => problems.push(e),
+        }
+        pq_clean_bytes += pq_cleaned.len();
+        pq_rejected_bytes += pq_rejected.len();
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert_eq!(clean_rows + rejected_rows, total_rows);
+    assert_eq!(
+        (pq_clean_rows, pq_rejected_rows),
+        (clean_rows, rejected_rows),
+        "rows in the parquet outputs"
+    );
 
     // Processed once: the raw bucket is versioned and every processing makes one copy,
     // so one version per file means no file was processed twice (no retry, no duplicate
@@ -1000,12 +1163,18 @@ async fn load(s: Arc<Stack>) {
         "load: {header_only} header-only, {bad_header} with a bad header, 1 empty, {with_bad_rows} with rejected rows, largest {biggest} rows"
     );
     eprintln!(
+        "load: parquet copies {:.2} MB clean, {:.2} MB rejected ({} files)",
+        pq_clean_bytes as f64 / 1e6,
+        pq_rejected_bytes as f64 / 1e6,
+        2 * FILES
+    );
+    eprintln!(
         "load: uploads done in {:.2} s ({UPLOADS_IN_FLIGHT} in flight)",
         uploaded.as_secs_f64()
     );
     eprintln!(
         "load: first upload to all {} outputs seen: {secs:.2} s (polling every 200 ms)",
-        2 * FILES + FILES
+        OUTPUTS * FILES + FILES
     );
     if let Some(last) = last_output_ms {
         eprintln!(

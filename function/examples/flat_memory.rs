@@ -318,6 +318,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut verify = false;
     let mut parquet = true;
     let mut row_group_rows = RowGroupLimits::default().rows;
+    let mut upload = UploadConfig::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -326,6 +327,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 latency_ms = args.next().ok_or("--latency-ms needs a value")?.parse()?
             }
             "--verify" => verify = true,
+            "--part-mb" => {
+                upload.part_size = args
+                    .next()
+                    .ok_or("--part-mb needs a value")?
+                    .parse::<usize>()?
+                    << 20
+            }
+            "--in-flight" => {
+                upload.max_parts_in_flight =
+                    args.next().ok_or("--in-flight needs a value")?.parse()?
+            }
             "--row-group-rows" => {
                 row_group_rows = args
                     .next()
@@ -352,7 +364,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         raw_bucket: "raw".into(),
         refined_bucket: "refined".into(),
         function_name: "flat-memory".into(),
-        upload: UploadConfig::default(),
+        upload,
         parquet: parquet.then_some(RowGroupLimits {
             rows: row_group_rows,
             ..RowGroupLimits::default()

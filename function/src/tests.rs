@@ -998,7 +998,7 @@ async fn a_fault_at_each_call_fails_the_invocation_and_a_rerun_matches_a_clean_r
 
 #[tokio::test]
 async fn large_object_goes_multipart_and_equals_single_shot_processing() {
-    // ~30 MB; default 8 MiB parts, S3's 5 MiB minimum enforced by the fake.
+    // ~30 MB; default 5 MiB parts, S3's 5 MiB minimum enforced by the fake.
     let input = generate(360_000, 10);
     assert!(input.len() > 28_000_000, "{}", input.len());
     let store = FakeStore::new();
@@ -1035,10 +1035,19 @@ async fn large_object_goes_multipart_and_equals_single_shot_processing() {
             "{size}"
         );
     }
-    assert_eq!(
-        store.calls(Operation::CompleteMultipartUpload),
-        1 + usize::from(rejected.len() >= part_size)
-    );
+    // Every output that outgrew a part went multipart, the Parquet ones included.
+    let (pq_clean, pq_rejected) = parquet_reference(&input, RowGroupLimits::default());
+    let outgrown = [
+        clean.len(),
+        rejected.len(),
+        pq_clean.len(),
+        pq_rejected.len(),
+    ]
+    .into_iter()
+    .filter(|&len| len >= part_size)
+    .count();
+    assert!(outgrown >= 2, "{outgrown}");
+    assert_eq!(store.calls(Operation::CompleteMultipartUpload), outgrown);
     assert!(
         store.max_parts_in_flight() == 2,
         "part uploads overlap, two at most: {}",

@@ -10,8 +10,9 @@ use tokio::task::JoinHandle;
 
 use crate::store::{CompletedPart, ObjectStore, Operation, StoreError};
 
-/// 8 MiB: above S3's 5 MiB minimum part size, small enough for 128 MB of Lambda memory.
-pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+/// 5 MiB, S3's minimum part size: four outputs streaming at once stay well inside 128 MB of
+/// Lambda memory, and 10,000 parts still allow outputs of almost 50 GiB.
+pub const DEFAULT_PART_SIZE: usize = 5 * 1024 * 1024;
 
 /// How outputs are cut into parts and how many part uploads may overlap processing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

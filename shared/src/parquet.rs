@@ -32,6 +32,7 @@ use ::parquet::file::writer::SerializedFileWriter;
 use ::parquet::schema::types::{ColumnPath, Type};
 use bytes::Bytes;
 
+use crate::Processor;
 use crate::output::RowSink;
 use crate::row::{CleanRow, RejectedRow};
 
@@ -63,11 +64,13 @@ pub struct RowGroupLimits {
 }
 
 impl Default for RowGroupLimits {
-    /// 65,536 rows or 8 MiB of values (about 5 MiB of input per group for typical rows).
+    /// 32,768 rows or 4 MiB of values (about 2.5 MiB of input per group for typical rows):
+    /// small enough that the function stays well inside 128 MB with all four outputs
+    /// streaming, large enough for Athena to skip whole groups by their statistics.
     fn default() -> RowGroupLimits {
         RowGroupLimits {
-            rows: 65_536,
-            bytes: 8 << 20,
+            rows: 32_768,
+            bytes: 4 << 20,
         }
     }
 }
@@ -633,4 +636,19 @@ impl RowSink for ParquetOutputs {
             self.encode_ready();
         }
     }
+}
+
+/// The two Parquet files of a whole input, (clean, rejected), with the default row-group
+/// limits: exactly the function's bytes for it (they depend only on the rows).
+pub fn encode(input: &[u8]) -> Result<(Vec<u8>, Vec<u8>), ParquetError> {
+    let mut outputs = ParquetOutputs::new()?;
+    let mut processor = Processor::new();
+    processor.feed(input, &mut outputs);
+    processor.finish(&mut outputs);
+    let mut clean = std::mem::take(outputs.clean.buffer());
+    let mut rejected = std::mem::take(outputs.rejected.buffer());
+    let (clean_rest, rejected_rest) = outputs.finish()?;
+    clean.extend_from_slice(&clean_rest);
+    rejected.extend_from_slice(&rejected_rest);
+    Ok((clean, rejected))
 }

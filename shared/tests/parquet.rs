@@ -322,7 +322,7 @@ fn row_groups_are_bounded_by_rows_and_by_bytes() {
     assert_eq!(groups.iter().map(|g| g.num_rows()).sum::<i64>(), 2_250);
     assert_eq!(rows(&clean).len(), 2_250);
 
-    // The defaults: 65,536 rows per group.
+    // The defaults: 32,768 rows per group.
     let big = generate(160_000);
     let (clean, _, _, _) = run(&big, 1 << 20, 1, RowGroupLimits::default());
     let r = reader(&clean);
@@ -332,7 +332,7 @@ fn row_groups_are_bounded_by_rows_and_by_bytes() {
         .iter()
         .map(|g| g.num_rows())
         .collect();
-    assert_eq!(sizes, [65_536, 65_536, 12_928]);
+    assert_eq!(sizes, [32_768, 32_768, 32_768, 32_768, 12_928]);
 }
 
 #[test]

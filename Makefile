@@ -54,6 +54,8 @@ demo: setup emulator build-local
 	@echo "  cargo run -q -p deployer -- check data/users.csv            # the same rules, locally"
 	@echo "  curl -s 'http://127.0.0.1:4566/csv-ingest-local-refined?list-type=2' | tr '<' '\n' | grep '^Key>'"
 	@echo "  curl -s 'http://127.0.0.1:4566/csv-ingest-local-refined/<key from the list>'"
+	@echo "  cargo run -q -p deployer -- query --counts                  # rows per partition, through Athena"
+	@echo "  cargo run -q -p deployer -- status                          # what is deployed; logs --since 10m"
 	@echo "  make plan     # no changes;   make down PURGE=1   # tear down;   make emulator-stop"
 
 lint:

@@ -3,7 +3,8 @@
 #   scripts/bench.sh check      `deployer check` (CSV, then `--format parquet`) on generated 1M- and 10M-row files: wall time, peak RSS, size ratio
 #   scripts/bench.sh deploy     fresh `up`, `plan`, no-op `up`, `down --purge` against ministack: time, peak RSS
 #   scripts/bench.sh pipeline   a 1M-row file through the local pipeline: upload start → both outputs, function peak RSS
-#   scripts/bench.sh            all three
+#   scripts/bench.sh function   the real handler over a generated 1 GiB object (30 ms per upload call): peak RSS, throughput
+#   scripts/bench.sh            all four
 # Release builds; generated data under bench-data/ (ignored by git). Needs `make setup`
 # (and the x86_64 function zip for deploy/pipeline: `make build-local`).
 set -euo pipefail
@@ -35,7 +36,7 @@ measure() {
 }
 
 bench_check() {
-  echo "== check: deployer check (release), 1 MiB chunks, single-threaded"
+  echo "== check: deployer check (release), reader thread + one worker per core (2 here)"
   generate 1000000 "$DATA/users-1m.csv"
   generate 10000000 "$DATA/users-10m.csv"
   for f in "$DATA/users-1m.csv" "$DATA/users-10m.csv"; do
@@ -87,7 +88,7 @@ bench_deploy() {
 now_s() { date +%s.%N; }
 
 bench_pipeline() {
-  echo "== pipeline: 1M-row file uploaded to the local pipeline; time from upload start to both outputs"
+  echo "== pipeline: 1M-row file uploaded to the local pipeline; time from upload start to all four outputs"
   generate 1000000 "$DATA/users-1m.csv"
   with_emulator
   local cfg=config/local.toml ep="$AWS_ENDPOINT_URL"
@@ -107,8 +108,9 @@ bench_pipeline() {
     local deadline=$(( $(date +%s) + 120 )) found=""
     until [ -n "$found" ]; do
       local listing
-      listing=$(curl -fsS "$ep/$refined?list-type=2&prefix=refined/" | tr '<' '\n' | grep '^Key>' | sed 's/^Key>//' || true)
-      if grep -q "bench/run-$i-$$/users_cleaned.csv" <<<"$listing" && grep -q "bench/run-$i-$$/rejected/users_rejected.csv" <<<"$listing"; then
+      listing=$(curl -fsS "$ep/$refined?list-type=2&prefix=" | tr '<' '\n' | grep '^Key>' | sed 's/^Key>//' || true)
+      if grep -q "bench/run-$i-$$/users_cleaned.csv" <<<"$listing" && grep -q "bench/run-$i-$$/rejected/users_rejected.csv" <<<"$listing" \
+        && grep -q "curated/users/.*/bench/run-$i-$$/users.parquet" <<<"$listing" && grep -q "curated/users_rejected/.*/bench/run-$i-$$/users.parquet" <<<"$listing"; then
         found=yes
       elif [ "$(date +%s)" -ge "$deadline" ]; then
         echo "pipeline: outputs of $key not there after 120 s" >&2; exit 1
@@ -117,7 +119,7 @@ bench_pipeline() {
       fi
     done
     end=$(now_s)
-    echo "run $i: $((size / 1000000)) MB upload $(awk "BEGIN{printf \"%.2f\", $upload_done-$start}") s, upload start → both outputs $(awk "BEGIN{printf \"%.2f\", $end-$start}") s"
+    echo "run $i: $((size / 1000000)) MB upload $(awk "BEGIN{printf \"%.2f\", $upload_done-$start}") s, upload start → all four outputs $(awk "BEGIN{printf \"%.2f\", $end-$start}") s"
   done
   local pid
   pid=$(pgrep -f "ministack-provided-code-$EMULATOR_PORT/.*/bootstrap" | head -n 1 || true)
@@ -127,11 +129,22 @@ bench_pipeline() {
   "$DEPLOYER" --config $cfg down --purge >/dev/null
 }
 
+bench_function() {
+  echo "== function: the handler over a generated 1 GiB object, 5 MiB parts, 30 ms per upload call (Lambda memory target 128 MiB)"
+  cargo build -q --release -p function --example flat_memory
+  for parquet in on off; do
+    echo "-- Parquet outputs $parquet"
+    read -r wall rss < <(measure target/release/examples/flat_memory --size-mb 1024 --latency-ms 30 --parquet "$parquet")
+    echo "wall ${wall}s, peak RSS ${rss} MiB, $(awk "BEGIN{printf \"%.0f\", 1024 / $wall}") MiB/s"
+  done
+}
+
 build
 case "${1:-all}" in
   check) bench_check ;;
   deploy) bench_deploy ;;
   pipeline) bench_pipeline ;;
-  all) bench_check; bench_deploy; (bench_pipeline) ;;
-  *) echo "usage: $0 [check|deploy|pipeline]" >&2; exit 2 ;;
+  function) bench_function ;;
+  all) bench_check; bench_deploy; (bench_pipeline); bench_function ;;
+  *) echo "usage: $0 [check|deploy|pipeline|function]" >&2; exit 2 ;;
 esac

@@ -113,6 +113,13 @@ pub async fn up(config: &Config, output: Output) -> Result<()> {
                 "Upload CSV files to s3://{}/ ; raw copies land in s3://{}/, outputs in s3://{}/refined/.",
                 config.buckets.ingest, config.buckets.raw, config.buckets.refined
             );
+            if config.outputs.parquet {
+                println!(
+                    "Parquet copies in s3://{}/curated/ are tables {db}.users and {db}.users_rejected: try `deployer query --counts`.",
+                    config.buckets.refined,
+                    db = config.catalog.database
+                );
+            }
         }
         Output::Json => {
             #[derive(Serialize)]

@@ -278,13 +278,13 @@ async fn verify(
                         ("4".to_owned(), Reason::UpdateBeforeCreate.code().to_owned()),
                     ];
                     record(
-                        "rejected rows are 3 invalid_email and 4 update_before_create",
+                        "rejected rows are id 3 invalid_email and id 4 update_before_create",
                         got == want,
                         format!("{got:?}"),
                     );
                 }
                 Err(e) => record(
-                    "rejected rows are 3 invalid_email and 4 update_before_create",
+                    "rejected rows are id 3 invalid_email and id 4 update_before_create",
                     false,
                     e.to_string(),
                 ),

@@ -117,12 +117,12 @@ fn bucket_label(name: &str, role: BucketRole) -> String {
 }
 
 /// How the invoke permission (a statement on the function) is named in plans.
-fn permission_label(statement_id: &str, function: &str) -> String {
+pub fn permission_label(statement_id: &str, function: &str) -> String {
     format!("{statement_id} on {function}")
 }
 
 /// How our notification entry (one of the bucket's entries) is named in plans.
-fn notification_label(id: &str, bucket: &str) -> String {
+pub fn notification_label(id: &str, bucket: &str) -> String {
     format!("{id} on {bucket}")
 }
 

@@ -9,12 +9,14 @@ use serde::Serialize;
 
 use crate::aws::{Aws, Identity, sdk_error};
 use crate::commands::connect;
+use crate::config::BucketRole;
 use crate::config::Config;
 use crate::report::{Output, Reporter, print_json};
 use crate::resources::{
-    Tags, athena, bucket, function, glue, invoke_config, log_group, ownership_problem, queue, role,
+    Tags, athena, bucket, function, glue, invoke_config, log_group, notification,
+    ownership_problem, permission, queue, role,
 };
-use crate::stack::Names;
+use crate::stack::{Names, notification_label, permission_label};
 
 /// One resource's state.
 #[derive(Clone, Debug, Serialize)]
@@ -67,6 +69,12 @@ pub async fn run(config: &Config, output: Output) -> Result<()> {
     match output {
         Output::Json => print_json(&rows)?,
         Output::Text => {
+            let kind_width = rows.iter().map(|r| r.kind.len()).max().unwrap_or(0);
+            let name_width = rows
+                .iter()
+                .map(|r| r.name.chars().count())
+                .max()
+                .unwrap_or(0);
             for row in &rows {
                 let props: Vec<String> = row
                     .properties
@@ -79,11 +87,11 @@ pub async fn run(config: &Config, output: Output) -> Result<()> {
                     .map(|t| format!(" · last modified {t}"))
                     .unwrap_or_default();
                 println!(
-                    "  {:<26} {:<45} {:<9} {}{modified}",
+                    "  {:<kind_width$}  {:<name_width$}  {:<8}  {}",
                     row.kind,
                     row.name,
                     row.state,
-                    props.join(" ")
+                    format!("{}{modified}", props.join(" ")).trim_start_matches([' ', '·'])
                 );
             }
         }
@@ -106,6 +114,7 @@ pub async fn collect(aws: &Aws, names: &Names, identity: &Identity) -> Result<Ve
         .filter_map(|b| Some((b.name()?.to_owned(), *b.creation_date()?)))
         .collect();
     let mut rows = Vec::new();
+    let mut ingest_ours = false;
     for (role, name) in &names.buckets {
         let mut row = Row::new(bucket::KIND, format!("{name} ({role})"));
         if let Some(b) = bucket::read(aws, name, stack).await? {
@@ -114,6 +123,9 @@ pub async fn collect(aws: &Aws, names: &Names, identity: &Identity) -> Result<Ve
             } else {
                 "present"
             };
+            if *role == BucketRole::Ingest {
+                ingest_ours = row.state == "present";
+            }
             if row.state == "present" {
                 row = row
                     .with("versioning", b.versioning.as_deref().unwrap_or("off"))
@@ -167,6 +179,80 @@ pub async fn collect(aws: &Aws, names: &Names, identity: &Identity) -> Result<Ve
             )
             .with("on_failure", c.on_failure_arn.as_deref().unwrap_or("none"));
         row.last_modified = c.last_modified;
+    }
+    rows.push(row);
+
+    let mut row = Row::new(
+        permission::KIND,
+        permission_label(&names.permission_statement_id, &names.function),
+    );
+    if function_ours {
+        let spec = permission::Spec {
+            function_name: names.function.clone(),
+            function_arn: String::new(),
+            statement_id: names.permission_statement_id.clone(),
+            source_bucket_arn: String::new(),
+            source_account: identity.account.clone(),
+        };
+        if let Some(p) = permission::read(aws, &spec).await? {
+            row.state = "present";
+            let condition = |operator: &str, key: &str| -> String {
+                p.statement["Condition"][operator]
+                    .as_object()
+                    .and_then(|o| {
+                        o.iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                            .map(|(_, v)| v)
+                    })
+                    .map_or_else(|| "none".to_owned(), |v| v.to_string().replace('"', ""))
+            };
+            row = row
+                .with("source_arn", condition("ArnLike", "aws:SourceArn"))
+                .with(
+                    "source_account",
+                    condition("StringEquals", "aws:SourceAccount"),
+                );
+        }
+    }
+    rows.push(row);
+
+    let (_, ingest) = names
+        .buckets
+        .iter()
+        .find(|(role, _)| *role == BucketRole::Ingest)
+        .context("the config names no ingest bucket")?;
+    let mut row = Row::new(
+        notification::KIND,
+        notification_label(&names.notification_id, ingest),
+    );
+    if ingest_ours {
+        let spec = notification::Spec {
+            bucket: ingest.clone(),
+            id: names.notification_id.clone(),
+            function_arn: String::new(),
+            prefix: None,
+            suffix: None,
+        };
+        if let Some(n) = notification::read(aws, &spec, true).await? {
+            row.state = "present";
+            let filter: Vec<String> = n
+                .filter_rules
+                .iter()
+                .map(|(name, value)| format!("{name}:{value}"))
+                .collect();
+            let events: Vec<&str> = n.events.iter().map(String::as_str).collect();
+            row = row
+                .with("function", &n.function_arn)
+                .with("events", events.join(","))
+                .with(
+                    "filter",
+                    if filter.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        filter.join(",")
+                    },
+                );
+        }
     }
     rows.push(row);
 

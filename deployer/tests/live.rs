@@ -37,12 +37,47 @@ async fn up_from_empty_creates_everything_then_nothing_changes() {
 
     s.assert_converged().await;
 
+    // `status` reads all 14 back as present, the permission with both confused-deputy guards.
+    let identity = s.aws.identity().await.unwrap();
+    let names = Names::new(&s.config);
+    let rows = deployer::status::collect(&s.aws, &names, &identity)
+        .await
+        .unwrap();
+    let states: Vec<(&str, &str)> = rows.iter().map(|r| (r.kind, r.state)).collect();
+    assert_eq!(rows.len(), 14, "{states:?}");
+    assert!(rows.iter().all(|r| r.state == "present"), "{states:?}");
+    let permission = rows
+        .iter()
+        .find(|r| r.kind == deployer::resources::permission::KIND)
+        .unwrap();
+    assert_eq!(
+        permission.properties.get("source_arn"),
+        Some(&format!("arn:aws:s3:::{}", s.config.buckets.ingest))
+    );
+    assert_eq!(
+        permission.properties.get("source_account"),
+        Some(&identity.account)
+    );
+    let notification = rows
+        .iter()
+        .find(|r| r.kind == deployer::resources::notification::KIND)
+        .unwrap();
+    assert!(
+        notification.properties["function"]
+            .ends_with(&format!(":function:{}", s.config.function.name)),
+        "{notification:?}"
+    );
+
     let removed = s.down(true).await;
     assert!(
         removed.iter().all(|r| r.deletion == Deletion::Deleted),
         "{removed:?}"
     );
     assert_eq!(s.plan().await.counts.create, 14);
+    let rows = deployer::status::collect(&s.aws, &names, &identity)
+        .await
+        .unwrap();
+    assert!(rows.iter().all(|r| r.state == "absent"), "{rows:?}");
     // Twice is fine.
     assert!(
         s.down(true)

@@ -81,6 +81,36 @@ impl Names {
         }
     }
 
+    /// The ingest bucket's name (the one carrying our notification entry).
+    pub fn ingest_bucket(&self) -> &str {
+        self.buckets
+            .iter()
+            .find(|(role, _)| *role == BucketRole::Ingest)
+            .map_or("", |(_, name)| name)
+    }
+
+    /// The invoke permission's spec for reading and deleting it (statement id and function).
+    pub fn permission_spec(&self, identity: &Identity) -> permission::Spec {
+        permission::Spec {
+            function_name: self.function.clone(),
+            function_arn: String::new(),
+            statement_id: self.permission_statement_id.clone(),
+            source_bucket_arn: String::new(),
+            source_account: identity.account.clone(),
+        }
+    }
+
+    /// Our notification entry's spec for reading it (bucket and id).
+    pub fn notification_spec(&self) -> notification::Spec {
+        notification::Spec {
+            bucket: self.ingest_bucket().to_owned(),
+            id: self.notification_id.clone(),
+            function_arn: String::new(),
+            prefix: None,
+            suffix: None,
+        }
+    }
+
     /// The database's spec for reading and deleting it (tags are not needed for that).
     pub fn database_spec(&self, identity: &Identity) -> glue::DatabaseSpec {
         glue::DatabaseSpec {
@@ -717,23 +747,18 @@ pub async fn down(
             deletion,
         });
     };
-    let ingest = names
-        .buckets
-        .iter()
-        .find(|(role, _)| *role == BucketRole::Ingest)
-        .map(|(_, name)| name.clone())
-        .unwrap_or_default();
-    let ingest_exists = bucket::read_existence(aws, &ingest)
+    let ingest = names.ingest_bucket();
+    let ingest_exists = bucket::read_existence(aws, ingest)
         .await?
         .is_some_and(|b| !b.other_account);
     let deletion = if ingest_exists {
-        notification::delete(aws, &ingest, &names.notification_id).await?
+        notification::delete(aws, ingest, &names.notification_id).await?
     } else {
         Deletion::Absent
     };
     record(
         notification::KIND,
-        notification_label(&names.notification_id, &ingest),
+        notification_label(&names.notification_id, ingest),
         deletion,
     );
 
@@ -742,14 +767,7 @@ pub async fn down(
         .as_ref()
         .is_some_and(|f| crate::resources::ownership_problem(&f.tags, stack).is_none());
     let deletion = if function_ours {
-        let spec = permission::Spec {
-            function_name: names.function.clone(),
-            function_arn: String::new(),
-            statement_id: names.permission_statement_id.clone(),
-            source_bucket_arn: String::new(),
-            source_account: identity.account.clone(),
-        };
-        permission::delete(aws, &spec).await?
+        permission::delete(aws, &names.permission_spec(identity)).await?
     } else {
         Deletion::Absent
     };

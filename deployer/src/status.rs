@@ -186,73 +186,52 @@ pub async fn collect(aws: &Aws, names: &Names, identity: &Identity) -> Result<Ve
         permission::KIND,
         permission_label(&names.permission_statement_id, &names.function),
     );
-    if function_ours {
-        let spec = permission::Spec {
-            function_name: names.function.clone(),
-            function_arn: String::new(),
-            statement_id: names.permission_statement_id.clone(),
-            source_bucket_arn: String::new(),
-            source_account: identity.account.clone(),
+    if function_ours
+        && let Some(p) = permission::read(aws, &names.permission_spec(identity)).await?
+    {
+        row.state = "present";
+        let condition = |operator: &str, key: &str| -> String {
+            p.statement["Condition"][operator]
+                .as_object()
+                .and_then(|o| {
+                    o.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                        .map(|(_, v)| v)
+                })
+                .map_or_else(|| "none".to_owned(), |v| v.to_string().replace('"', ""))
         };
-        if let Some(p) = permission::read(aws, &spec).await? {
-            row.state = "present";
-            let condition = |operator: &str, key: &str| -> String {
-                p.statement["Condition"][operator]
-                    .as_object()
-                    .and_then(|o| {
-                        o.iter()
-                            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                            .map(|(_, v)| v)
-                    })
-                    .map_or_else(|| "none".to_owned(), |v| v.to_string().replace('"', ""))
-            };
-            row = row
-                .with("source_arn", condition("ArnLike", "aws:SourceArn"))
-                .with(
-                    "source_account",
-                    condition("StringEquals", "aws:SourceAccount"),
-                );
-        }
+        row = row
+            .with("source_arn", condition("ArnLike", "aws:SourceArn"))
+            .with(
+                "source_account",
+                condition("StringEquals", "aws:SourceAccount"),
+            );
     }
     rows.push(row);
 
-    let (_, ingest) = names
-        .buckets
-        .iter()
-        .find(|(role, _)| *role == BucketRole::Ingest)
-        .context("the config names no ingest bucket")?;
     let mut row = Row::new(
         notification::KIND,
-        notification_label(&names.notification_id, ingest),
+        notification_label(&names.notification_id, names.ingest_bucket()),
     );
-    if ingest_ours {
-        let spec = notification::Spec {
-            bucket: ingest.clone(),
-            id: names.notification_id.clone(),
-            function_arn: String::new(),
-            prefix: None,
-            suffix: None,
-        };
-        if let Some(n) = notification::read(aws, &spec, true).await? {
-            row.state = "present";
-            let filter: Vec<String> = n
-                .filter_rules
-                .iter()
-                .map(|(name, value)| format!("{name}:{value}"))
-                .collect();
-            let events: Vec<&str> = n.events.iter().map(String::as_str).collect();
-            row = row
-                .with("function", &n.function_arn)
-                .with("events", events.join(","))
-                .with(
-                    "filter",
-                    if filter.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        filter.join(",")
-                    },
-                );
-        }
+    if let Some(n) = notification::read(aws, &names.notification_spec(), ingest_ours).await? {
+        row.state = "present";
+        let filter: Vec<String> = n
+            .filter_rules
+            .iter()
+            .map(|(name, value)| format!("{name}:{value}"))
+            .collect();
+        let events: Vec<&str> = n.events.iter().map(String::as_str).collect();
+        row = row
+            .with("function", &n.function_arn)
+            .with("events", events.join(","))
+            .with(
+                "filter",
+                if filter.is_empty() {
+                    "none".to_owned()
+                } else {
+                    filter.join(",")
+                },
+            );
     }
     rows.push(row);
 

@@ -14,7 +14,6 @@
 mod support;
 
 use std::future::Future;
-use std::process::Command;
 use std::time::Duration;
 
 use aws_sdk_glue::types::{Table, TableInput};
@@ -63,11 +62,10 @@ impl Stack {
 
     /// Runs the deployer binary on this stack's config; returns (exit code, stdout, stderr).
     fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_deployer"))
+        let out = support::deployer_command()
             .arg("--config")
             .arg(&self.config.source)
             .args(args)
-            .env_remove("AWS_ENDPOINT_URL")
             .output()
             .unwrap();
         (

@@ -258,16 +258,10 @@ async fn up_converges_when_the_first_answer_to_every_mutating_call_is_lost() {
     assert_eq!(retried, counts.dropped_after);
 }
 
-/// The deployer binary with `args`, on a config file; the environment's endpoint override is
-/// removed so the config's endpoint is the one used.
+/// The deployer binary with `args`, on a config file (its endpoint, not the environment's).
 fn deployer(config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_deployer"));
-    command
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("AWS_ENDPOINT_URL")
-        .stdin(Stdio::null());
+    let mut command = support::deployer_command();
+    command.arg("--config").arg(config).args(args);
     command
 }
 

@@ -2,9 +2,10 @@
 //! same bytes), their schema is exactly the Glue tables' columns, and the usual `check` rules
 //! hold (only outputs with rows, stale outputs removed, the CSV outputs unchanged).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
+mod support;
+
+use std::path::Path;
+use std::process::Output;
 
 use bytes::Bytes;
 use deployer::resources::glue::{Column, TableSpec};
@@ -13,25 +14,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use shared::Processor;
 use shared::output::CsvOutputs;
 use shared::parquet::ParquetOutputs;
-
-fn deployer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deployer"))
-        .args(args)
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .unwrap()
-}
-
-fn scratch_dir(name: &str) -> PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "deployer-parquet-{}-{name}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::{run_deployer as deployer, scratch_dir};
 
 fn check(file: &Path, out_dir: &Path, format: &str) -> Output {
     let out = deployer(&[

@@ -8,6 +8,7 @@ pub mod replay;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output as ProcessOutput, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use deployer::artifact::{Architecture, Artifact};
@@ -27,6 +28,19 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The deployer binary as a user runs it, without the environment's endpoint override (so the
+/// config's endpoint, or none, is the one used) and with no stdin.
+pub fn deployer_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_deployer"));
+    command.env_remove("AWS_ENDPOINT_URL").stdin(Stdio::null());
+    command
+}
+
+/// Runs the deployer binary with `args` to its end, output captured.
+pub fn run_deployer(args: &[&str]) -> ProcessOutput {
+    deployer_command().args(args).output().unwrap()
 }
 
 /// A zip holding the host's `true` as an executable x86_64 `bootstrap`: enough for the

@@ -22,7 +22,7 @@ use deployer::plan::{Action, Plan};
 use deployer::query::{self, ResultTable};
 use deployer::resources::{Deletion, athena, glue};
 use deployer::stack::Names;
-use support::Stack;
+use support::{Stack, changed};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -131,21 +131,6 @@ impl Stack {
 const CATALOG_KINDS: [&str; 3] = [glue::DATABASE_KIND, glue::TABLE_KIND, athena::KIND];
 
 /// (kind, name, action, properties) of every resource that would change.
-fn changed(plan: &Plan) -> Vec<(String, String, Action, Vec<String>)> {
-    plan.resources
-        .iter()
-        .filter(|r| r.action != Action::Unchanged)
-        .map(|r| {
-            (
-                r.kind.to_owned(),
-                r.name.clone(),
-                r.action,
-                r.changes.iter().map(|c| c.property.clone()).collect(),
-            )
-        })
-        .collect()
-}
-
 fn catalog_actions(plan: &Plan) -> Vec<(&'static str, String, Action)> {
     plan.resources
         .iter()

@@ -6,24 +6,10 @@ mod support;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Event, LambdaFunctionConfiguration, NotificationConfiguration};
-use deployer::plan::{Action, Plan};
+use deployer::plan::Action;
 use deployer::resources::Deletion;
 use deployer::stack::Names;
-use support::Stack;
-
-fn changed(plan: &Plan) -> Vec<(String, Action, Vec<String>)> {
-    plan.resources
-        .iter()
-        .filter(|r| r.action != Action::Unchanged)
-        .map(|r| {
-            (
-                r.kind.to_owned(),
-                r.action,
-                r.changes.iter().map(|c| c.property.clone()).collect(),
-            )
-        })
-        .collect()
-}
+use support::{Stack, changed};
 
 #[tokio::test]
 #[ignore = "needs ministack: run by `make test`"]
@@ -106,6 +92,7 @@ async fn memory_changed_out_of_band_is_the_one_change() {
         changed(&plan),
         vec![(
             "lambda function".to_owned(),
+            s.config.function.name.clone(),
             Action::Update,
             vec!["memory_mb".to_owned()]
         )]
@@ -135,7 +122,10 @@ async fn function_deleted_by_hand_is_recreated_alone() {
         .unwrap();
 
     let plan = s.plan().await;
-    let kinds: Vec<(String, Action)> = changed(&plan).into_iter().map(|(k, a, _)| (k, a)).collect();
+    let kinds: Vec<(String, Action)> = changed(&plan)
+        .into_iter()
+        .map(|(k, _, a, _)| (k, a))
+        .collect();
     // The invoke permission and event invoke config lived on the deleted function: they come back with it.
     assert_eq!(
         kinds,

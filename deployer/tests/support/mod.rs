@@ -30,6 +30,22 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Each resource the plan would touch: kind, name, action and the properties that differ.
+pub fn changed(plan: &Plan) -> Vec<(String, String, Action, Vec<String>)> {
+    plan.resources
+        .iter()
+        .filter(|r| r.action != Action::Unchanged)
+        .map(|r| {
+            (
+                r.kind.to_owned(),
+                r.name.clone(),
+                r.action,
+                r.changes.iter().map(|c| c.property.clone()).collect(),
+            )
+        })
+        .collect()
+}
+
 /// The deployer binary as a user runs it, without the environment's endpoint override (so the
 /// config's endpoint, or none, is the one used) and with no stdin.
 pub fn deployer_command() -> Command {

@@ -15,11 +15,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::s3::S3Event;
 use bytes::Bytes;
+use function::copy::CopyConfig;
 use function::metrics::MetricsSink;
 use function::{
-    ChunkStream, CompletedPart, Config, Handler, ObjectStore, StoreError, UploadConfig,
+    ChunkStream, CompletedPart, Condition, Config, FailedEvents, Handler, Invocation, ObjectInfo,
+    ObjectStore, Pin, QueueError, Source, StoreError, UploadConfig, WriteOptions,
 };
 use shared::Processor;
 use shared::output::{CLEAN_HEADER, CsvOutputs, REJECTED_HEADER};
@@ -146,19 +147,66 @@ impl DiscardStore {
     }
 }
 
+/// No failed-events queue: the benchmark has no permanent failure.
+struct NoQueue;
+
+impl FailedEvents for NoQueue {
+    fn configured(&self) -> bool {
+        false
+    }
+    async fn send(&self, _: String) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
+
 impl ObjectStore for DiscardStore {
     type Body = GeneratedBody;
 
-    async fn copy_object(&self, _: &str, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
+    async fn head_object(
+        &self,
+        bucket: &str,
+        _: &str,
+        _: &Pin,
+    ) -> Result<Option<ObjectInfo>, StoreError> {
+        self.wire().await;
+        // The source is the generated object; outputs are never kept, so none exists.
+        Ok((bucket == "ingest").then(|| ObjectInfo {
+            size: self.size,
+            e_tag: "\"generated\"".to_owned(),
+            ..ObjectInfo::default()
+        }))
+    }
+
+    async fn copy_object(&self, _: Source<'_>, _: &str, _: &str) -> Result<(), StoreError> {
         self.wire().await;
         Ok(())
     }
 
-    async fn get_object(&self, _: &str, _: &str) -> Result<GeneratedBody, StoreError> {
+    async fn get_object(&self, _: Source<'_>) -> Result<GeneratedBody, StoreError> {
         Ok(GeneratedBody(Generator::new(self.size)))
     }
 
-    async fn put_object(&self, _: &str, key: &str, body: Bytes) -> Result<(), StoreError> {
+    async fn upload_part_copy(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        part_number: i32,
+        _: Source<'_>,
+        _: std::ops::Range<u64>,
+    ) -> Result<String, StoreError> {
+        self.wire().await;
+        Ok(format!("\"copy-{part_number}\""))
+    }
+
+    async fn put_object(
+        &self,
+        _: &str,
+        key: &str,
+        body: Bytes,
+        _: &WriteOptions,
+        _: &Condition,
+    ) -> Result<(), StoreError> {
         self.wire().await;
         let mut h = Fnv::new();
         h.update(&body);
@@ -168,7 +216,12 @@ impl ObjectStore for DiscardStore {
         Ok(())
     }
 
-    async fn create_multipart_upload(&self, _: &str, _: &str) -> Result<String, StoreError> {
+    async fn create_multipart_upload(
+        &self,
+        _: &str,
+        _: &str,
+        _: &WriteOptions,
+    ) -> Result<String, StoreError> {
         self.wire().await;
         let mut s = self.sink();
         s.next_id += 1;
@@ -207,6 +260,7 @@ impl ObjectStore for DiscardStore {
         key: &str,
         upload_id: &str,
         _: &[CompletedPart],
+        _: &Condition,
     ) -> Result<(), StoreError> {
         self.wire().await;
         let mut s = self.sink();
@@ -305,6 +359,17 @@ fn reference(
     Ok(((ch, cn), (rh, rn), parquet))
 }
 
+/// CPU seconds (user + system, every thread) of this process so far, from /proc.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel's USER_HZ is 100 on Linux.
+    Some(ticks / 100.0)
+}
+
 fn vm_hwm_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -365,23 +430,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         refined_bucket: "refined".into(),
         function_name: "flat-memory".into(),
         upload,
+        copy: CopyConfig::default(),
         parquet: parquet.then_some(RowGroupLimits {
             rows: row_group_rows,
             ..RowGroupLimits::default()
         }),
+        memory_mb: None,
+        max_key_bytes: 1024,
+        deadline_margin: Duration::from_secs(5),
     };
-    let event: S3Event = serde_json::from_value(serde_json::json!({"Records": [{
+    let event = serde_json::json!({"Records": [{
         "eventTime": "2025-06-24T15:04:05Z",
         "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "x"},
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {},
-        "s3": {"bucket": {"name": "ingest"}, "object": {"key": "bench/users.csv"}},
-    }]}))?;
-    let handler = Handler::new(store.clone(), config, MetricsSink::Discard);
+        "s3": {"bucket": {"name": "ingest"},
+               "object": {"key": "bench/users.csv", "size": size, "eTag": "generated"}},
+    }]});
+    let handler = Handler::new(store.clone(), NoQueue, config, MetricsSink::Discard);
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
-    let report = handler.handle(&event, "bench").await?;
+    let report = handler.handle(&event, &Invocation::new("bench")).await?;
     let elapsed = started.elapsed();
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let file = report.files.first().ok_or("no file processed")?;
     let secs = elapsed.as_secs_f64();
     println!(
@@ -412,6 +483,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         secs,
         file.bytes as f64 / 1048576.0 / secs
     );
+    if let Some(cpu) = cpu {
+        let gib = file.bytes as f64 / (1024.0 * 1024.0 * 1024.0);
+        println!(
+            "cpu {cpu:.2} s: {:.2} CPU-seconds per GiB, {:.0} MiB per CPU-second",
+            cpu / gib,
+            file.bytes as f64 / 1048576.0 / cpu
+        );
+    }
     if let Some(kib) = vm_hwm_kib() {
         println!("peak RSS (VmHWM) {:.1} MiB", kib as f64 / 1024.0);
     }

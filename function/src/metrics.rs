@@ -11,15 +11,35 @@ use serde_json::json;
 /// The CloudWatch namespace of the function's metrics.
 pub const NAMESPACE: &str = "CsvIngest";
 
-/// What one processed file contributes to the metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What one record contributes to the metrics: a processed file its counts; a version that
+/// was gone, a version superseded by a newer one, or a permanent failure a 1 in its own metric
+/// (every line declares every metric, zeros included, so sums and alarms see them all).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FileMetrics {
     pub records_in: u64,
     pub clean: u64,
     pub rejected: u64,
     pub bytes_in: u64,
     pub duration_ms: u64,
+    /// The event's version no longer existed: nothing written.
+    pub versions_gone: u64,
+    /// A newer version's outputs were there: raw copy made, outputs left alone.
+    pub superseded: u64,
+    /// Sent to the failed-events queue.
+    pub permanent_failures: u64,
 }
+
+/// The EMF metric names, in the order every line declares them.
+pub const METRICS: [(&str, &str); 8] = [
+    ("RecordsIn", "Count"),
+    ("Clean", "Count"),
+    ("Rejected", "Count"),
+    ("BytesIn", "Bytes"),
+    ("DurationMs", "Milliseconds"),
+    ("VersionsGone", "Count"),
+    ("Superseded", "Count"),
+    ("PermanentFailures", "Count"),
+];
 
 /// Renders one EMF line (no trailing newline) for `metrics`, with the dimension
 /// `FunctionName`, plus `source` and `requestId` as searchable (non-metric) properties.
@@ -31,31 +51,37 @@ pub fn render_emf(
     request_id: &str,
     timestamp_ms: u64,
 ) -> String {
-    json!({
+    let values = [
+        metrics.records_in,
+        metrics.clean,
+        metrics.rejected,
+        metrics.bytes_in,
+        metrics.duration_ms,
+        metrics.versions_gone,
+        metrics.superseded,
+        metrics.permanent_failures,
+    ];
+    let declared: Vec<serde_json::Value> = METRICS
+        .iter()
+        .map(|(name, unit)| json!({"Name": name, "Unit": unit}))
+        .collect();
+    let mut line = json!({
         "_aws": {
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
                 "Dimensions": [["FunctionName"]],
-                "Metrics": [
-                    {"Name": "RecordsIn", "Unit": "Count"},
-                    {"Name": "Clean", "Unit": "Count"},
-                    {"Name": "Rejected", "Unit": "Count"},
-                    {"Name": "BytesIn", "Unit": "Bytes"},
-                    {"Name": "DurationMs", "Unit": "Milliseconds"},
-                ],
+                "Metrics": declared,
             }],
         },
         "FunctionName": function_name,
-        "RecordsIn": metrics.records_in,
-        "Clean": metrics.clean,
-        "Rejected": metrics.rejected,
-        "BytesIn": metrics.bytes_in,
-        "DurationMs": metrics.duration_ms,
         "source": source,
         "requestId": request_id,
-    })
-    .to_string()
+    });
+    for ((name, _), value) in METRICS.iter().zip(values) {
+        line[*name] = json!(value);
+    }
+    line.to_string()
 }
 
 /// Where EMF lines go: stdout in Lambda, nowhere or a shared buffer in tests and benchmarks.
@@ -99,6 +125,7 @@ mod tests {
             rejected: 2,
             bytes_in: 309,
             duration_ms: 17,
+            ..FileMetrics::default()
         };
         let line = render_emf(&m, "csv-ingest", "in/users.csv", "req-1", 1_750_777_200_000);
         assert!(!line.contains('\n'));
@@ -126,6 +153,9 @@ mod tests {
                 ("Rejected", "Count"),
                 ("BytesIn", "Bytes"),
                 ("DurationMs", "Milliseconds"),
+                ("VersionsGone", "Count"),
+                ("Superseded", "Count"),
+                ("PermanentFailures", "Count"),
             ]
             .map(|(n, u)| (n.to_owned(), u.to_owned()))
         );
@@ -136,6 +166,8 @@ mod tests {
         assert_eq!(v["Rejected"], 2);
         assert_eq!(v["BytesIn"], 309);
         assert_eq!(v["DurationMs"], 17);
+        assert_eq!(v["VersionsGone"], 0);
+        assert_eq!(v["PermanentFailures"], 0);
         assert_eq!(v["source"], "in/users.csv");
         assert_eq!(v["requestId"], "req-1");
     }

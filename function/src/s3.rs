@@ -1,7 +1,22 @@
 //! [`ObjectStore`] over aws-sdk-s3, plus the client construction (honouring `AWS_ENDPOINT_URL`
-//! for a local emulator) and the `x-amz-copy-source` encoding.
+//! for a local emulator; stalled-stream protection configured for a streaming consumer) and
+//! the `x-amz-copy-source` encoding.
+//!
+//! Stalled-stream protection: the SDK's default (on with `behavior-version-latest`) fails a
+//! download whose throughput falls under 1 B/s for its 5 s grace period. The handler reads
+//! the source at the pace of its outputs: while part uploads back-pressure it, the body is not
+//! read, and a long `CopyObject` is silent until S3 is done. So download protection is off
+//! (uploads keep it: their bodies are in memory), and a dead connection is caught instead by
+//! a per-read idle timeout that only runs while the handler waits for the next chunk, plus a
+//! per-attempt timeout on every call.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::RequestId;
@@ -10,9 +25,10 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as S3CompletedPa
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::store::{ChunkStream, CompletedPart, ObjectStore, Operation, StoreError};
-
-const CONTENT_TYPE: &str = "text/csv";
+use crate::store::{
+    ChunkStream, CompletedPart, Condition, ObjectInfo, ObjectStore, Operation, Pin, Source,
+    StoreError, WriteOptions,
+};
 
 /// Characters left as they are in `x-amz-copy-source`: RFC 3986 unreserved, and `/` (the
 /// bucket/key separator and key "directories"). Everything else, space and `+` included, is
@@ -33,6 +49,15 @@ pub fn copy_source(bucket: &str, key: &str) -> String {
     )
 }
 
+/// `x-amz-copy-source` for a pinned source: `?versionId=` when the pin is a version.
+pub fn pinned_copy_source(source: &Source<'_>) -> String {
+    let base = copy_source(source.bucket, source.key);
+    match source.pin {
+        Pin::Version(v) => format!("{base}?versionId={}", utf8_percent_encode(v, COPY_SOURCE)),
+        Pin::ETag(_) | Pin::Current => base,
+    }
+}
+
 /// Whether the environment points the SDK at a custom endpoint (a local emulator), which
 /// needs path-style addressing (no bucket-name DNS).
 pub fn custom_endpoint(lookup: impl Fn(&str) -> Option<String>) -> bool {
@@ -41,31 +66,83 @@ pub fn custom_endpoint(lookup: impl Fn(&str) -> Option<String>) -> bool {
         .any(|name| lookup(name).is_some_and(|v| !v.trim().is_empty()))
 }
 
+/// How long the store waits on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// While the handler waits for the next chunk of a `GetObject` body: no byte for this
+    /// long is a dead connection.
+    pub body_idle: Duration,
+    /// One attempt of any call (a 5 GiB `CopyObject` takes S3 a minute or two).
+    pub attempt: Duration,
+    pub connect: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            body_idle: Duration::from_secs(30),
+            attempt: Duration::from_secs(600),
+            connect: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The SDK settings the store needs: stalled-stream protection for uploads only (see the
+/// module docs) and the timeouts.
+pub fn sdk_settings(
+    loader: aws_config::ConfigLoader,
+    timeouts: Timeouts,
+) -> aws_config::ConfigLoader {
+    loader
+        .stalled_stream_protection(
+            StalledStreamProtectionConfig::enabled()
+                .upload_enabled(true)
+                .download_enabled(false)
+                .build(),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(timeouts.connect)
+                .operation_attempt_timeout(timeouts.attempt)
+                .build(),
+        )
+}
+
 /// The S3-backed store. Cloning is cheap (the SDK client is reference-counted).
 #[derive(Clone, Debug)]
 pub struct S3Store {
     client: Client,
+    body_idle: Duration,
 }
 
 impl S3Store {
-    pub fn new(client: Client) -> S3Store {
-        S3Store { client }
+    pub fn new(client: Client, timeouts: Timeouts) -> S3Store {
+        S3Store {
+            client,
+            body_idle: timeouts.body_idle,
+        }
+    }
+
+    /// An S3 client for `sdk_config`; path-style addressing when a custom endpoint is set.
+    pub fn client(sdk_config: &aws_config::SdkConfig, path_style: bool) -> Client {
+        let builder = aws_sdk_s3::config::Builder::from(sdk_config).force_path_style(path_style);
+        Client::from_conf(builder.build())
     }
 
     /// Builds a client from the standard AWS environment (region, credentials, endpoint,
-    /// retry settings); path-style addressing when a custom endpoint is set.
+    /// retry settings) with [`sdk_settings`].
     pub async fn from_env() -> S3Store {
-        let sdk_config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&sdk_config);
-        if custom_endpoint(|name| std::env::var(name).ok()) {
-            builder = builder.force_path_style(true);
-        }
-        S3Store::new(Client::from_conf(builder.build()))
+        let timeouts = Timeouts::default();
+        let sdk_config = sdk_settings(aws_config::defaults(BehaviorVersion::latest()), timeouts)
+            .load()
+            .await;
+        let path_style = custom_endpoint(|name| std::env::var(name).ok());
+        S3Store::new(S3Store::client(&sdk_config, path_style), timeouts)
     }
 }
 
-/// Maps an SDK error to a [`StoreError`]: the S3 error code and request id when the service
-/// answered, the full error chain as the message.
+/// Maps an SDK error to a [`StoreError`]: the S3 error code, HTTP status and request id when
+/// the service answered, the full error chain as the message.
 fn store_error<E>(operation: Operation, bucket: &str, key: &str, err: SdkError<E>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -75,13 +152,18 @@ where
         Some(m) => m.to_owned(),
         None => DisplayErrorContext(&err).to_string(),
     };
-    let e = match (&err, err.code()) {
+    let status = match &err {
+        SdkError::ServiceError(ctx) => Some(ctx.raw().status().as_u16()),
+        SdkError::ResponseError(ctx) => Some(ctx.raw().status().as_u16()),
+        _ => None,
+    };
+    let mut e = match (&err, err.code()) {
         (SdkError::ServiceError(_), Some(code)) => {
             StoreError::service(operation, bucket, key, code, message)
         }
-        (SdkError::ServiceError(ctx), None) => {
+        (SdkError::ServiceError(_), None) => {
             // No code (a HEAD-style error without a body): classify by HTTP status.
-            let status = ctx.raw().status().as_u16();
+            let status = status.unwrap_or(0);
             let mut e = StoreError::transport(
                 operation,
                 bucket,
@@ -98,6 +180,7 @@ where
         }
         _ => StoreError::transport(operation, bucket, key, message),
     };
+    e.status = status.or(e.status);
     e.with_request_id(request_id)
 }
 
@@ -106,82 +189,181 @@ pub struct S3Body {
     body: ByteStream,
     bucket: String,
     key: String,
+    idle: Duration,
 }
 
 impl ChunkStream for S3Body {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
-        self.body.try_next().await.map_err(|e| {
-            StoreError::transport(
+        match tokio::time::timeout(self.idle, self.body.try_next()).await {
+            Ok(result) => result.map_err(|e| {
+                StoreError::transport(
+                    Operation::GetObject,
+                    &self.bucket,
+                    &self.key,
+                    format!("reading body: {}", DisplayErrorContext(&e)),
+                )
+            }),
+            Err(_) => Err(StoreError::transport(
                 Operation::GetObject,
                 &self.bucket,
                 &self.key,
-                format!("reading body: {}", DisplayErrorContext(&e)),
-            )
-        })
+                format!(
+                    "reading body: no byte for {:?} (the connection is dead)",
+                    self.idle
+                ),
+            )),
+        }
     }
+}
+
+fn metadata(options: &WriteOptions) -> Option<HashMap<String, String>> {
+    (!options.metadata.is_empty()).then(|| {
+        options
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
 }
 
 impl ObjectStore for S3Store {
     type Body = S3Body;
 
+    async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        pin: &Pin,
+    ) -> Result<Option<ObjectInfo>, StoreError> {
+        let mut request = self.client.head_object().bucket(bucket).key(key);
+        match pin {
+            Pin::Version(v) => request = request.version_id(v),
+            Pin::ETag(e) => request = request.if_match(format!("\"{e}\"")),
+            Pin::Current => {}
+        }
+        match request.send().await {
+            Ok(out) => Ok(Some(ObjectInfo {
+                size: out
+                    .content_length()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
+                e_tag: out.e_tag().unwrap_or_default().to_owned(),
+                version_id: out
+                    .version_id()
+                    .filter(|v| !v.is_empty() && *v != "null")
+                    .map(str::to_owned),
+                content_type: out.content_type().map(str::to_owned),
+                metadata: out
+                    .metadata()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })),
+            Err(e) => {
+                let e = store_error(Operation::HeadObject, bucket, key, e);
+                // 404: no such key or version. (Without s3:ListBucket S3 answers 403 instead,
+                // which stays an error: the role grants it.)
+                if e.status == Some(404) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     async fn copy_object(
         &self,
-        src_bucket: &str,
-        src_key: &str,
+        source: Source<'_>,
         dst_bucket: &str,
         dst_key: &str,
     ) -> Result<(), StoreError> {
-        self.client
-            .copy_object()
-            .copy_source(copy_source(src_bucket, src_key))
-            .bucket(dst_bucket)
-            .key(dst_key)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                let mut e = store_error(Operation::CopyObject, dst_bucket, dst_key, e);
-                e.message = format!("copying from s3://{src_bucket}/{src_key}: {}", e.message);
-                e
-            })
-    }
-
-    async fn get_object(&self, bucket: &str, key: &str) -> Result<S3Body, StoreError> {
-        let out = self
+        let mut request = self
             .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| store_error(Operation::GetObject, bucket, key, e))?;
-        Ok(S3Body {
-            body: out.body,
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
+            .copy_object()
+            .copy_source(pinned_copy_source(&source))
+            .bucket(dst_bucket)
+            .key(dst_key);
+        if let Pin::ETag(e) = source.pin {
+            request = request.copy_source_if_match(format!("\"{e}\""));
+        }
+        request.send().await.map(|_| ()).map_err(|e| {
+            let mut e = store_error(Operation::CopyObject, dst_bucket, dst_key, e);
+            e.message = format!(
+                "copying from s3://{}/{}: {}",
+                source.bucket, source.key, e.message
+            );
+            e
         })
     }
 
-    async fn put_object(&self, bucket: &str, key: &str, body: Bytes) -> Result<(), StoreError> {
-        self.client
+    async fn get_object(&self, source: Source<'_>) -> Result<S3Body, StoreError> {
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(source.bucket)
+            .key(source.key);
+        match source.pin {
+            Pin::Version(v) => request = request.version_id(v),
+            Pin::ETag(e) => request = request.if_match(format!("\"{e}\"")),
+            Pin::Current => {}
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| store_error(Operation::GetObject, source.bucket, source.key, e))?;
+        Ok(S3Body {
+            body: out.body,
+            bucket: source.bucket.to_owned(),
+            key: source.key.to_owned(),
+            idle: self.body_idle,
+        })
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        options: &WriteOptions,
+        condition: &Condition,
+    ) -> Result<(), StoreError> {
+        let mut request = self
+            .client
             .put_object()
             .bucket(bucket)
             .key(key)
-            .content_type(CONTENT_TYPE)
-            .body(ByteStream::from(body))
+            .set_content_type(options.content_type.clone())
+            .set_metadata(metadata(options))
+            .body(ByteStream::from(body));
+        match condition {
+            Condition::None => {}
+            Condition::IfAbsent => request = request.if_none_match("*"),
+            Condition::IfMatch(e) => request = request.if_match(e),
+        }
+        request
             .send()
             .await
             .map(|_| ())
             .map_err(|e| store_error(Operation::PutObject, bucket, key, e))
     }
 
-    async fn create_multipart_upload(&self, bucket: &str, key: &str) -> Result<String, StoreError> {
+    async fn create_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        options: &WriteOptions,
+    ) -> Result<String, StoreError> {
         let out = self
             .client
             .create_multipart_upload()
             .bucket(bucket)
             .key(key)
-            .content_type(CONTENT_TYPE)
+            .set_content_type(options.content_type.clone())
+            .set_metadata(metadata(options))
             .send()
             .await
             .map_err(|e| store_error(Operation::CreateMultipartUpload, bucket, key, e))?;
@@ -226,12 +408,54 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn upload_part_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        source: Source<'_>,
+        range: Range<u64>,
+    ) -> Result<String, StoreError> {
+        let mut request = self
+            .client
+            .upload_part_copy()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .copy_source(pinned_copy_source(&source))
+            // HTTP ranges are inclusive.
+            .copy_source_range(format!(
+                "bytes={}-{}",
+                range.start,
+                range.end.saturating_sub(1)
+            ));
+        if let Pin::ETag(e) = source.pin {
+            request = request.copy_source_if_match(format!("\"{e}\""));
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| store_error(Operation::UploadPartCopy, bucket, key, e))?;
+        match out.copy_part_result().and_then(|r| r.e_tag()) {
+            Some(tag) if !tag.is_empty() => Ok(tag.to_owned()),
+            _ => Err(StoreError::transport(
+                Operation::UploadPartCopy,
+                bucket,
+                key,
+                format!("response for part {part_number} has no etag"),
+            )),
+        }
+    }
+
     async fn complete_multipart_upload(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        condition: &Condition,
     ) -> Result<(), StoreError> {
         let parts = parts
             .iter()
@@ -242,7 +466,8 @@ impl ObjectStore for S3Store {
                     .build()
             })
             .collect();
-        self.client
+        let mut request = self
+            .client
             .complete_multipart_upload()
             .bucket(bucket)
             .key(key)
@@ -251,7 +476,13 @@ impl ObjectStore for S3Store {
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))
                     .build(),
-            )
+            );
+        match condition {
+            Condition::None => {}
+            Condition::IfAbsent => request = request.if_none_match("*"),
+            Condition::IfMatch(e) => request = request.if_match(e),
+        }
+        request
             .send()
             .await
             .map(|_| ())
@@ -292,6 +523,28 @@ mod tests {
             "in/q%3Fx%3D1%26y%23z%25.csv"
         );
         assert_eq!(copy_source("in", "a-b_c.d~e"), "in/a-b_c.d~e");
+    }
+
+    #[test]
+    fn a_pinned_copy_source_names_the_version() {
+        let pin = Pin::Version("3/L4kq+tJ".to_owned());
+        let source = Source {
+            bucket: "in",
+            key: "a b.csv",
+            pin: &pin,
+        };
+        assert_eq!(
+            pinned_copy_source(&source),
+            "in/a%20b.csv?versionId=3/L4kq%2BtJ"
+        );
+        let etag = Pin::ETag("abc".to_owned());
+        assert_eq!(
+            pinned_copy_source(&Source {
+                pin: &etag,
+                ..source
+            }),
+            "in/a%20b.csv"
+        );
     }
 
     #[test]

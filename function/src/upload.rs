@@ -1,29 +1,34 @@
 //! Bounded-memory writing of one output object: one `PutObject` while it stays small, a
 //! multipart upload (at most `max_parts_in_flight` parts uploading at once) once it outgrows a
-//! part, committed only at the very end and aborted on any failure, so no partial object is
-//! ever visible.
+//! part, committed only at the very end (conditionally: see `newest`) and aborted on any
+//! failure, so no partial object is ever visible.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use shared::bounds::{Output, max_output_bytes};
 use tokio::task::JoinHandle;
 
-use crate::store::{CompletedPart, ObjectStore, Operation, StoreError};
+use crate::store::{CompletedPart, Condition, ObjectStore, Operation, StoreError, WriteOptions};
 
 /// 5 MiB, S3's minimum part size: four outputs streaming at once stay well inside 128 MB of
-/// Lambda memory, and 10,000 parts still allow outputs of almost 50 GiB.
+/// Lambda memory for every file the time budget admits at that size.
 pub const DEFAULT_PART_SIZE: usize = 5 * 1024 * 1024;
+/// S3's limit on the parts of one upload.
+pub const MAX_PARTS: i32 = 10_000;
 
 /// How outputs are cut into parts and how many part uploads may overlap processing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UploadConfig {
-    /// An output buffer is handed off as a part once it holds at least this many bytes (parts
-    /// are therefore slightly larger than this, except the last). Must be at least 5 MiB
-    /// against real S3.
+    /// The smallest part size (at least 5 MiB against real S3). An output is handed off as a
+    /// part once its buffer holds at least its part size (`part_size_for`: this, or more for
+    /// a large input), so parts are slightly larger than that, except the last.
     pub part_size: usize,
     /// Part uploads of one output that may run while processing goes on (at least 1). Memory
-    /// per output is about `(max_parts_in_flight + 1) * part_size`.
+    /// per output is about `(max_parts_in_flight + 1) * part size`.
     pub max_parts_in_flight: usize,
+    /// The most parts one upload may have (S3: 10,000).
+    pub max_parts: i32,
 }
 
 impl Default for UploadConfig {
@@ -31,15 +36,28 @@ impl Default for UploadConfig {
         UploadConfig {
             part_size: DEFAULT_PART_SIZE,
             max_parts_in_flight: 2,
+            max_parts: MAX_PARTS,
         }
     }
 }
 
 impl UploadConfig {
-    /// A fresh output buffer: room for one part plus the output of a few feeds past it, so
-    /// filling it rarely reallocates (untouched capacity costs no resident memory).
-    pub fn new_buffer(&self) -> Vec<u8> {
-        Vec::with_capacity(self.part_size + self.part_size / 4)
+    /// The part size of `output` for an input of `input_size` bytes: the smallest multiple of
+    /// `part_size` with which the largest that output can get (`shared::bounds`) fits in
+    /// `max_parts` parts (parts are handed off once they reach it, so they are never smaller).
+    pub fn part_size_for(&self, output: Output, input_size: u64) -> usize {
+        let base = u64::try_from(self.part_size.max(1)).unwrap_or(u64::MAX);
+        let parts = u64::try_from(self.max_parts.max(1)).unwrap_or(1);
+        let needed = max_output_bytes(output, input_size).div_ceil(parts);
+        let rounded = needed.div_ceil(base).saturating_mul(base).max(base);
+        usize::try_from(rounded).unwrap_or(usize::MAX)
+    }
+
+    /// A fresh output buffer for parts of `part_size`: room for one part plus the output of a
+    /// few feeds past it, so filling it rarely reallocates (untouched capacity costs no
+    /// resident memory).
+    pub fn new_buffer(part_size: usize) -> Vec<u8> {
+        Vec::with_capacity(part_size + part_size / 4)
     }
 }
 
@@ -84,7 +102,11 @@ pub struct OutputUpload<S> {
     store: S,
     bucket: String,
     key: String,
-    config: UploadConfig,
+    /// Parts are handed off at this size.
+    part_size: usize,
+    max_parts_in_flight: usize,
+    max_parts: i32,
+    options: WriteOptions,
     multipart: Option<Multipart>,
     /// Set by `prepare` when the object goes out as one `PutObject`.
     single: Option<Bytes>,
@@ -96,15 +118,23 @@ impl<S> OutputUpload<S>
 where
     S: ObjectStore + Clone + 'static,
 {
-    pub fn new(store: S, bucket: &str, key: &str, config: UploadConfig) -> OutputUpload<S> {
+    /// An upload of `bucket/key` in parts of `part_size`, with these headers.
+    pub fn new(
+        store: S,
+        bucket: &str,
+        key: &str,
+        config: UploadConfig,
+        part_size: usize,
+        options: WriteOptions,
+    ) -> OutputUpload<S> {
         OutputUpload {
             store,
             bucket: bucket.to_owned(),
             key: key.to_owned(),
-            config: UploadConfig {
-                max_parts_in_flight: config.max_parts_in_flight.max(1),
-                ..config
-            },
+            part_size: part_size.max(1),
+            max_parts_in_flight: config.max_parts_in_flight.max(1),
+            max_parts: config.max_parts.max(1),
+            options,
             multipart: None,
             single: None,
             size: 0,
@@ -113,6 +143,16 @@ where
 
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The size at which a buffer is handed off as a part.
+    pub fn part_size(&self) -> usize {
+        self.part_size
+    }
+
+    /// A fresh buffer for this output.
+    pub fn new_buffer(&self) -> Vec<u8> {
+        UploadConfig::new_buffer(self.part_size)
     }
 
     /// The object's size so far (its final size once prepared).
@@ -125,10 +165,10 @@ where
     /// surfaces the failure of any part upload that has already finished.
     pub async fn offer(&mut self, buffer: &mut Vec<u8>) -> Result<(), StoreError> {
         self.collect_finished().await?;
-        if buffer.len() < self.config.part_size {
+        if buffer.len() < self.part_size {
             return Ok(());
         }
-        let part = std::mem::replace(buffer, self.config.new_buffer());
+        let part = std::mem::replace(buffer, self.new_buffer());
         self.send_part(Bytes::from(part)).await
     }
 
@@ -159,19 +199,47 @@ where
         Ok(())
     }
 
-    /// Makes the prepared object visible (`PutObject` or `CompleteMultipartUpload`).
-    pub async fn commit(&mut self) -> Result<(), StoreError> {
-        if let Some(body) = self.single.take() {
-            return self.store.put_object(&self.bucket, &self.key, body).await;
+    /// Makes the prepared object visible (`PutObject` or `CompleteMultipartUpload`) if
+    /// `condition` holds. A `PreconditionFailed` leaves it prepared, so it can be committed
+    /// again with another condition (or aborted).
+    pub async fn commit(&mut self, condition: &Condition) -> Result<(), StoreError> {
+        if let Some(body) = &self.single {
+            self.store
+                .put_object(
+                    &self.bucket,
+                    &self.key,
+                    body.clone(),
+                    &self.options,
+                    condition,
+                )
+                .await?;
+            self.single = None;
+            return Ok(());
         }
         if let Some(mp) = self.multipart.as_ref() {
             self.store
-                .complete_multipart_upload(&self.bucket, &self.key, &mp.upload_id, &mp.done)
+                .complete_multipart_upload(
+                    &self.bucket,
+                    &self.key,
+                    &mp.upload_id,
+                    &mp.done,
+                    condition,
+                )
                 .await?;
             // Completed: nothing left to abort.
             self.multipart = None;
         }
         Ok(())
+    }
+
+    /// Cancels the part uploads still running, at once (before any `AbortMultipartUpload` of
+    /// this file is sent, so none of its parts starts after one).
+    pub fn cancel_parts(&mut self) {
+        if let Some(mp) = &self.multipart {
+            for task in &mp.in_flight {
+                task.abort();
+            }
+        }
     }
 
     /// Discards an unfinished multipart upload: cancels running part uploads, waits for them
@@ -222,7 +290,7 @@ where
         if self.multipart.is_none() {
             let upload_id = self
                 .store
-                .create_multipart_upload(&self.bucket, &self.key)
+                .create_multipart_upload(&self.bucket, &self.key, &self.options)
                 .await?;
             self.multipart = Some(Multipart {
                 upload_id,
@@ -234,8 +302,20 @@ where
         let Some(mp) = self.multipart.as_mut() else {
             return Ok(());
         };
+        if mp.next_part > self.max_parts {
+            return Err(StoreError::refused(
+                Operation::UploadPart,
+                &self.bucket,
+                &self.key,
+                "TooManyParts",
+                format!(
+                    "the output needs more than {} parts of {} bytes (S3's limit); this is a bug in the part sizing",
+                    self.max_parts, self.part_size
+                ),
+            ));
+        }
         // Bounded overlap: wait for the oldest part before starting one more.
-        while mp.in_flight.len() >= self.config.max_parts_in_flight {
+        while mp.in_flight.len() >= self.max_parts_in_flight {
             if let Some(task) = mp.in_flight.pop_front() {
                 let part = join_part(task, &self.bucket, &self.key).await?;
                 mp.done.push(part);
@@ -255,5 +335,46 @@ where
             Ok(CompletedPart { part_number, e_tag })
         }));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+    const GIB: u64 = 1024 * MIB;
+
+    #[test]
+    fn parts_grow_with_the_input_so_no_output_needs_more_than_the_limit() {
+        let c = UploadConfig::default();
+        let all = [
+            Output::CleanCsv,
+            Output::RejectedCsv,
+            Output::CleanParquet,
+            Output::RejectedParquet,
+        ];
+        // Up to ~1.9 GB of input, every output keeps S3's minimum part.
+        for output in all {
+            assert_eq!(
+                c.part_size_for(output, 1_900_000_000),
+                DEFAULT_PART_SIZE,
+                "{output:?}"
+            );
+        }
+        for input in [0, MIB, GIB, 10 * GIB, 100 * GIB, 1024 * GIB] {
+            for output in all {
+                let part = c.part_size_for(output, input) as u64;
+                assert_eq!(part % DEFAULT_PART_SIZE as u64, 0);
+                assert!(
+                    part * u64::from(MAX_PARTS.unsigned_abs()) >= max_output_bytes(output, input),
+                    "{output:?} of a {input}-byte input does not fit 10,000 parts of {part}"
+                );
+            }
+        }
+        // The largest file a 10,240 MB / 900 s function takes still has parts S3 accepts.
+        let largest = shared::budget::max_file_bytes(10_240, 900, true);
+        let part = c.part_size_for(Output::RejectedParquet, largest) as u64;
+        assert!(part <= 5 * GIB, "{part}");
     }
 }

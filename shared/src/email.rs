@@ -74,7 +74,9 @@ pub(crate) fn inspect(email: &[u8]) -> Inspection {
         non_ascii,
     };
     if email.len() > 254 {
-        return invalid(false);
+        // SPEC counts characters of the lowercased value: a non-ASCII byte may lowercase away
+        // (the 3-byte Kelvin sign becomes `k`), so only an ASCII value is too long as it is.
+        return invalid(!email.is_ascii());
     }
     // Local part: LOCAL bytes (dots included) up to the first byte that is not; that byte must
     // be the `@`. No leading, trailing or doubled dot; 1–64 bytes.
@@ -224,6 +226,13 @@ mod tests {
         assert!(!i.valid && i.non_ascii);
         let i = inspect(b"a b@x.io");
         assert!(!i.valid);
+        let long_kelvin = format!("{}@{}.com", "\u{212a}".repeat(64), "d".repeat(60));
+        assert_eq!(long_kelvin.len(), 257);
+        let i = inspect(long_kelvin.as_bytes());
+        assert!(
+            !i.valid && i.non_ascii,
+            "over 254 bytes but maybe not over 254 characters once lowercased"
+        );
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! and an output callback, for `parallel`), and depends on no async runtime or AWS crate. The Lambda function, `deployer check` and `deployer smoke` all go
 //! through it, so there is exactly one implementation of the contract.
 
+pub mod bounds;
+pub mod budget;
 pub mod email;
+pub mod failure;
 pub mod header;
 pub mod layout;
 pub mod output;

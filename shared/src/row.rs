@@ -189,6 +189,47 @@ mod tests {
     const T1: &[u8] = b"2025-05-10T17:38:35";
     const T2: &[u8] = b"2025-05-12T15:27:35";
 
+    /// SPEC §2: the 254-character limit counts characters of the trimmed, lowercased value.
+    #[test]
+    fn email_length_is_counted_in_characters_after_lowercasing() {
+        let kelvin = "\u{212A}";
+        let domain63 = format!("{}.{}.", "b".repeat(63), "c".repeat(63));
+        let cases: Vec<(String, bool, &str)> = vec![
+            (
+                format!("{}@{}.com", kelvin.repeat(64), "d".repeat(60)),
+                true,
+                "257 bytes, 129 characters once the Kelvin signs are k",
+            ),
+            (
+                format!("{kelvin}{}@{domain63}{}", "a".repeat(63), "d".repeat(61)),
+                true,
+                "256 bytes, 254 characters after lowercasing",
+            ),
+            (
+                format!("{kelvin}{}@{domain63}{}", "a".repeat(63), "d".repeat(62)),
+                false,
+                "255 characters after lowercasing",
+            ),
+            (
+                format!("{}@{domain63}{}", "a".repeat(64), "d".repeat(62)),
+                false,
+                "255 ASCII characters",
+            ),
+            (
+                format!("{}@x.io", kelvin.repeat(65)),
+                false,
+                "65 characters of local part after lowercasing",
+            ),
+        ];
+        for (email, clean, why) in cases {
+            let got = check(&[b"1", b"n", email.as_bytes(), T1, T2]);
+            assert_eq!(got.is_ok(), clean, "{why}: {email:?} gave {got:?}");
+            if !clean {
+                assert_eq!(got, Err("invalid_email".into()), "{why}");
+            }
+        }
+    }
+
     #[test]
     fn clean_row_is_trimmed_and_lowercased() {
         assert_eq!(

@@ -107,6 +107,19 @@ impl Timestamp {
         self.unix_seconds * 1_000_000 + i64::from(self.nanos / 1000)
     }
 
+    /// The instant in UTC as `YYYY-MM-DDTHH:MM:SS.mmmZ` (milliseconds, truncated), the form
+    /// S3 writes `eventTime` in.
+    pub fn to_rfc3339_millis(self) -> String {
+        let (year, month, day, hour) = self.utc_date_hour();
+        let secs = self.unix_seconds.rem_euclid(86_400);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{hour:02}:{:02}:{:02}.{:03}Z",
+            (secs / 60) % 60,
+            secs % 60,
+            self.nanos / 1_000_000
+        )
+    }
+
     /// The UTC civil date and hour: `(year, month, day, hour)`.
     pub fn utc_date_hour(self) -> (i32, u8, u8, u8) {
         let days = self.unix_seconds.div_euclid(86_400);
@@ -307,6 +320,21 @@ mod tests {
         assert_eq!(ts("2025-06-01 12:00:00"), z);
         assert!(ts("2025-06-01T12:00:00.000000001") > z);
         assert!(ts("2025-06-01T11:59:59.999999999") < z);
+    }
+
+    #[test]
+    fn rfc3339_round_trips_through_parse() {
+        for text in [
+            "2025-06-24T15:04:05.123Z",
+            "1970-01-01T00:00:00.000Z",
+            "9999-12-31T23:59:59.999Z",
+            "0001-01-01T00:00:00.000Z",
+        ] {
+            let t = Timestamp::parse(text.as_bytes()).unwrap();
+            assert_eq!(t.to_rfc3339_millis(), text);
+        }
+        let t = Timestamp::parse(b"2025-06-24T15:04:05.123456+02:00").unwrap();
+        assert_eq!(t.to_rfc3339_millis(), "2025-06-24T13:04:05.123Z");
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Handler tests through the fake store: layout, ordering, faults, replays, multipart, logs,
-//! and the Parquet outputs beside the CSV ones (on by default, `PARQUET_OUTPUT=off`).
+//! and the Parquet outputs beside the CSV ones (on by default, `PARQUET_OUTPUT=off`). The S3
+//! semantics (versions, newest-wins, limits, time budget, failure classes) are in `semantics`.
+
+mod semantics;
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use aws_lambda_events::event::s3::S3Event;
 use bytes::Bytes;
 use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
@@ -12,8 +15,11 @@ use shared::output::{CLEAN_HEADER, CsvOutputs, REJECTED_HEADER};
 use shared::parquet::{ParquetError, ParquetOutputs, RowGroupLimits, Table};
 use shared::{Processor, Summary};
 
-use crate::fake::{FakeStore, Fault};
-use crate::handler::{Config, ConfigError, EventReport, FileError, Handler, HandlerError};
+use crate::copy::CopyConfig;
+use crate::fake::{FakeQueue, FakeStore, Fault};
+use crate::handler::{
+    Config, ConfigError, EventReport, FileError, Handler, HandlerError, Invocation,
+};
 use crate::metrics::MetricsSink;
 use crate::store::Operation;
 use crate::upload::UploadConfig;
@@ -21,13 +27,14 @@ use crate::upload::UploadConfig;
 const INGEST: &str = "ingest";
 const RAW: &str = "raw";
 const REFINED: &str = "refined";
-const SAMPLE: &[u8] = include_bytes!("../../data/users.csv");
+const SAMPLE: &[u8] = include_bytes!("../../../data/users.csv");
 const T: &str = "2025-06-24T15:04:05.123Z";
 
 /// Small parts, so a file of a few hundred KiB exercises multipart.
 const SMALL_PARTS: UploadConfig = UploadConfig {
     part_size: 64 * 1024,
     max_parts_in_flight: 2,
+    max_parts: 10_000,
 };
 
 /// Small row groups to go with small parts: a row group's encoded bytes stay well under a
@@ -52,10 +59,16 @@ fn config(upload: UploadConfig) -> Config {
         refined_bucket: REFINED.to_owned(),
         function_name: "csv-ingest-test".to_owned(),
         upload,
+        copy: CopyConfig::default(),
         parquet: Some(row_groups(upload)),
+        memory_mb: None,
+        max_key_bytes: 1024,
+        deadline_margin: std::time::Duration::from_secs(5),
     }
 }
 
+/// A record as S3 sends it for `key` (URL-encoded as in an event), without the object's size,
+/// ETag, version or sequencer (see `object_record`).
 fn record(bucket: &str, key: &str, time: &str) -> Value {
     json!({
         "eventVersion": "2.1",
@@ -74,45 +87,83 @@ fn record(bucket: &str, key: &str, time: &str) -> Value {
                 "ownerIdentity": {"principalId": "EXAMPLE"},
                 "arn": format!("arn:aws:s3:::{bucket}"),
             },
-            "object": {"key": key, "size": 1, "eTag": "0", "sequencer": "0"},
+            "object": {"key": key},
         },
     })
 }
 
-fn event_of(records: Vec<Value>) -> S3Event {
-    serde_json::from_value(json!({ "Records": records })).expect("valid s3 event")
+/// S3's sequencers grow with each event of a key; one counter for all tests does that.
+fn next_sequencer() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0x0055_AED6_DCD9_0281);
+    format!("{:018X}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// An event of ingest-bucket records with the given (URL-encoded) keys, all at `T`.
-fn event(keys: &[&str]) -> S3Event {
-    event_of(keys.iter().map(|k| record(INGEST, k, T)).collect())
+/// The record S3 sends for the current version of `key` (URL-encoded) in `store`: its size,
+/// ETag, version id (in a versioned bucket) and a fresh sequencer.
+fn object_record(store: &FakeStore, bucket: &str, key: &str, time: &str) -> Value {
+    let decoded = shared::decode_event_key(key).expect("test keys decode");
+    let info = store
+        .info(bucket, &decoded)
+        .unwrap_or_else(|| panic!("no {bucket}/{decoded} in the fake store"));
+    let mut r = record(bucket, key, time);
+    let object = &mut r["s3"]["object"];
+    object["size"] = json!(info.size);
+    object["eTag"] = json!(info.e_tag.trim_matches('"'));
+    object["sequencer"] = json!(next_sequencer());
+    if let Some(v) = info.version_id {
+        object["versionId"] = json!(v);
+    }
+    r
+}
+
+fn event_of(records: Vec<Value>) -> Value {
+    json!({ "Records": records })
+}
+
+/// An event of ingest-bucket records for the current versions of these (URL-encoded) keys,
+/// all at `T`.
+fn event(store: &FakeStore, keys: &[&str]) -> Value {
+    event_of(
+        keys.iter()
+            .map(|k| object_record(store, INGEST, k, T))
+            .collect(),
+    )
+}
+
+fn handler(store: &FakeStore, config: Config) -> Handler<FakeStore, FakeQueue> {
+    Handler::new(
+        store.clone(),
+        FakeQueue::default(),
+        config,
+        MetricsSink::Discard,
+    )
 }
 
 async fn run_with(
     store: &FakeStore,
     upload: UploadConfig,
-    ev: &S3Event,
+    ev: &Value,
 ) -> Result<EventReport, HandlerError> {
-    Handler::new(store.clone(), config(upload), MetricsSink::Discard)
-        .handle(ev, "req-test")
+    handler(store, config(upload))
+        .handle(ev, &Invocation::new("req-test"))
         .await
 }
 
-async fn run(store: &FakeStore, ev: &S3Event) -> Result<EventReport, HandlerError> {
+async fn run(store: &FakeStore, ev: &Value) -> Result<EventReport, HandlerError> {
     run_with(store, UploadConfig::default(), ev).await
 }
 
 async fn run_without_parquet(
     store: &FakeStore,
     upload: UploadConfig,
-    ev: &S3Event,
+    ev: &Value,
 ) -> Result<EventReport, HandlerError> {
     let config = Config {
         parquet: None,
         ..config(upload)
     };
-    Handler::new(store.clone(), config, MetricsSink::Discard)
-        .handle(ev, "req-test")
+    handler(store, config)
+        .handle(ev, &Invocation::new("req-test"))
         .await
 }
 
@@ -231,11 +282,12 @@ async fn sample_file_gives_the_expected_outputs() {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let handler = Handler::new(
         store.clone(),
+        FakeQueue::default(),
         config(UploadConfig::default()),
         MetricsSink::Memory(lines.clone()),
     );
     let report = handler
-        .handle(&event(&["users.csv"]), "req-1")
+        .handle(&event(&store, &["users.csv"]), &Invocation::new("req-1"))
         .await
         .expect("processed");
 
@@ -306,7 +358,9 @@ async fn outputs_equal_a_single_shot_run_of_shared() {
     let input = generate(2_000, 7);
     let store = FakeStore::new();
     store.insert(INGEST, "gen.csv", input.clone());
-    let report = run(&store, &event(&["gen.csv"])).await.expect("processed");
+    let report = run(&store, &event(&store, &["gen.csv"]))
+        .await
+        .expect("processed");
     let (clean, rejected, summary) = reference(&input);
     assert_eq!(
         store.object(REFINED, &cleaned_key("gen")).as_deref(),
@@ -347,7 +401,7 @@ async fn chunk_boundaries_do_not_change_outputs() {
         let store = FakeStore::new().with_chunk_size(chunk_size);
         store.insert(INGEST, "gen.csv", input.clone());
         store.insert(INGEST, "users.csv", SAMPLE);
-        run(&store, &event(&["gen.csv", "users.csv"]))
+        run(&store, &event(&store, &["gen.csv", "users.csv"]))
             .await
             .expect("processed");
         assert_eq!(
@@ -387,7 +441,7 @@ async fn every_record_of_an_event_is_processed() {
     for name in ["a.csv", "b.csv", "c.csv"] {
         store.insert(INGEST, name, SAMPLE);
     }
-    let report = run(&store, &event(&["a.csv", "b.csv", "c.csv"]))
+    let report = run(&store, &event(&store, &["a.csv", "b.csv", "c.csv"]))
         .await
         .expect("processed");
     assert_eq!(report.files.len(), 3);
@@ -410,7 +464,7 @@ async fn url_encoded_key_with_spaces_and_a_directory() {
     store.insert(INGEST, decoded, SAMPLE);
     let report = run(
         &store,
-        &event(&["incoming/2025+06/my+users%2Bv2+%C3%A9.csv"]),
+        &event(&store, &["incoming/2025+06/my+users%2Bv2+%C3%A9.csv"]),
     )
     .await
     .expect("processed");
@@ -429,7 +483,7 @@ async fn url_encoded_key_with_spaces_and_a_directory() {
 }
 
 #[tokio::test]
-async fn directory_markers_and_unusable_records_are_skipped_not_failed() {
+async fn folder_markers_and_other_events_are_skipped_and_unusable_records_sent_to_the_queue() {
     let store = FakeStore::new();
     store.insert(INGEST, "users.csv", SAMPLE);
     let mut not_created = record(INGEST, "users.csv", T);
@@ -439,26 +493,52 @@ async fn directory_markers_and_unusable_records_are_skipped_not_failed() {
     let ev = event_of(vec![
         record(INGEST, "incoming/", T),
         record(INGEST, "incoming%2Fsub%2F", T),
-        // `%FF` is not UTF-8: no object can have this key.
-        record(INGEST, "bad%FF.csv", T),
         // An object in an output bucket would make the function trigger itself.
         record(REFINED, "refined/x.csv", T),
         record(RAW, "users.csv", T),
         not_created,
+        // `%FF` is not UTF-8: no object can have this key.
+        record(INGEST, "bad%FF.csv", T),
         no_bucket,
-        record(INGEST, "users.csv", T),
+        object_record(&store, INGEST, "users.csv", T),
     ]);
-    let report = run(&store, &ev).await.expect("skips are not failures");
+    let queue = FakeQueue::default();
+    let report = Handler::new(
+        store.clone(),
+        queue.clone(),
+        config(UploadConfig::default()),
+        MetricsSink::Discard,
+    )
+    .handle(&ev, &Invocation::new("req-test"))
+    .await
+    .expect("skips and permanent failures do not fail the invocation");
     assert_eq!(report.files.len(), 1);
     let skipped: Vec<usize> = report.skipped.iter().map(|s| s.index).collect();
-    assert_eq!(skipped, [0, 1, 2, 3, 4, 5, 6]);
-    assert_eq!(report.skipped[0].reason, "key ends with /");
-    assert!(
-        report.skipped[2].reason.contains("utf-8"),
-        "{:?}",
-        report.skipped[2]
+    assert_eq!(skipped, [0, 1, 2, 3, 4]);
+    assert_eq!(
+        report.skipped[0].reason,
+        "key ends with / (a folder marker)"
     );
-    assert!(report.skipped[3].reason.contains("refusing to loop"));
+    assert!(report.skipped[2].reason.contains("refusing to loop"));
+    assert!(report.skipped[4].reason.contains("not an object creation"));
+    let failed: Vec<usize> = report.failed.iter().map(|f| f.index).collect();
+    assert_eq!(failed, [5, 6]);
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|f| f.reason == "unparseable_event")
+    );
+    assert!(
+        report.failed[0].message.contains("UTF-8"),
+        "{:?}",
+        report.failed[0]
+    );
+    // Each unusable record is in the queue with the record itself, for `redrive`.
+    let messages = queue.messages();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["record"]["s3"]["object"]["key"], "bad%FF.csv");
+    assert_eq!(messages[0]["kind"], shared::failure::KIND);
     // Only the good record touched storage.
     assert!(store.log().iter().all(|c| c.key.contains("users")));
     assert_eq!(store.calls(Operation::CopyObject), 1);
@@ -469,9 +549,13 @@ async fn raw_copy_comes_before_anything_else_for_each_file() {
     let store = FakeStore::new().with_min_part_size(SMALL_PARTS.part_size);
     store.insert(INGEST, "big.csv", generate(6_000, 5));
     store.insert(INGEST, "users.csv", SAMPLE);
-    run_with(&store, SMALL_PARTS, &event(&["big.csv", "users.csv"]))
-        .await
-        .expect("processed");
+    run_with(
+        &store,
+        SMALL_PARTS,
+        &event(&store, &["big.csv", "users.csv"]),
+    )
+    .await
+    .expect("processed");
     let log = store.log();
     assert!(
         store.calls(Operation::UploadPart) > 2,
@@ -490,8 +574,19 @@ async fn raw_copy_comes_before_anything_else_for_each_file() {
         let of_file: Vec<_> = log.iter().filter(|c| of(c) == name).collect();
         assert_eq!(of_file[0].op, Operation::CopyObject, "{name}: {of_file:?}");
         assert_eq!(of_file[0].bucket, RAW);
-        assert_eq!(of_file[1].op, Operation::GetObject, "{name}");
-        assert!(of_file[2..].iter().all(|c| c.bucket == REFINED), "{name}");
+        // Then the stamps of the four outputs are read, then the same version is streamed.
+        assert!(
+            of_file[1..5]
+                .iter()
+                .all(|c| c.op == Operation::HeadObject && c.bucket == REFINED),
+            "{name}: {of_file:?}"
+        );
+        assert_eq!(of_file[5].op, Operation::GetObject, "{name}");
+        assert_eq!(
+            of_file[5].pin, of_file[0].pin,
+            "{name}: copy and read pinned alike"
+        );
+        assert!(of_file[6..].iter().all(|c| c.bucket == REFINED), "{name}");
     }
     // Files are handled one after the other.
     let first_users = log.iter().position(|c| of(c) == "users").expect("users");
@@ -529,7 +624,7 @@ async fn the_same_event_three_times_leaves_identical_objects() {
     let store = FakeStore::new().with_min_part_size(SMALL_PARTS.part_size);
     store.insert(INGEST, "big.csv", generate(6_000, 5));
     store.insert(INGEST, "dir/users.csv", SAMPLE);
-    let ev = event(&["big.csv", "dir/users.csv"]);
+    let ev = event(&store, &["big.csv", "dir/users.csv"]);
     run_with(&store, SMALL_PARTS, &ev).await.expect("first");
     let raw = store.objects(RAW);
     let refined = store.objects(REFINED);
@@ -561,9 +656,12 @@ async fn outputs_without_rows_are_written_header_only() {
         &b"id,name,email,create_ts,update_ts\r\n"[..],
     );
     store.insert(INGEST, "empty.csv", Bytes::new());
-    let report = run(&store, &event(&["clean.csv", "header.csv", "empty.csv"]))
-        .await
-        .expect("processed");
+    let report = run(
+        &store,
+        &event(&store, &["clean.csv", "header.csv", "empty.csv"]),
+    )
+    .await
+    .expect("processed");
     let clean_header = format!("{CLEAN_HEADER}\n");
     let rejected_header = format!("{REJECTED_HEADER}\n");
     assert_eq!(
@@ -614,13 +712,17 @@ async fn reprocessing_a_changed_file_leaves_no_stale_output() {
     // output must be rewritten (header only), not left from the first run.
     let store = FakeStore::new();
     store.insert(INGEST, "users.csv", SAMPLE);
-    run(&store, &event(&["users.csv"])).await.expect("v1");
+    run(&store, &event(&store, &["users.csv"]))
+        .await
+        .expect("v1");
     store.insert(
         INGEST,
         "users.csv",
         &b"id,name,email,create_ts,update_ts\n1,A,a@b.co,2025-01-01T00:00:00Z,2025-01-01T00:00:00Z\n"[..],
     );
-    run(&store, &event(&["users.csv"])).await.expect("v2");
+    run(&store, &event(&store, &["users.csv"]))
+        .await
+        .expect("v2");
     assert_eq!(
         store.object(REFINED, &rejected_key("users")).as_deref(),
         Some(format!("{REJECTED_HEADER}\n").as_bytes())
@@ -636,11 +738,17 @@ async fn reprocessing_a_changed_file_leaves_no_stale_output() {
 #[tokio::test]
 async fn a_failing_record_does_not_stop_the_others() {
     let store = FakeStore::new();
+    store.insert(INGEST, "a.csv", SAMPLE);
     store.insert(INGEST, "b.csv", SAMPLE);
-    // `a.csv` does not exist: its copy fails with NoSuchKey.
-    let err = run(&store, &event(&["a.csv", "b.csv"]))
-        .await
-        .expect_err("a.csv fails");
+    let ev = event(&store, &["a.csv", "b.csv"]);
+    // Throttled on a.csv's copy, three times: more than the SDK would retry.
+    store.inject(Fault::FailOn {
+        op: Operation::CopyObject,
+        key: "a.csv",
+        nth: 1,
+        code: "SlowDown",
+    });
+    let err = run(&store, &ev).await.expect_err("a.csv fails");
     let HandlerError::Records {
         failed,
         total,
@@ -649,12 +757,12 @@ async fn a_failing_record_does_not_stop_the_others() {
     assert_eq!((*failed, *total), (1, 2));
     let first = store_failure(first);
     assert_eq!(first.operation, Operation::CopyObject);
-    assert_eq!(first.code.as_deref(), Some("NoSuchKey"));
-    assert!(!first.retryable);
+    assert_eq!(first.code.as_deref(), Some("SlowDown"));
+    assert!(first.retryable);
     assert!(store.object(REFINED, &cleaned_key("b")).is_some());
     let diagnostic = Diagnostic::from(err);
-    assert_eq!(diagnostic.error_type, "S3.CopyObject.NoSuchKey");
-    assert!(diagnostic.error_message.starts_with("1 of 2 records failed; first failure: s3 CopyObject failed for s3://raw/a.csv (NoSuchKey)"), "{}", diagnostic.error_message);
+    assert_eq!(diagnostic.error_type, "S3.CopyObject.SlowDown");
+    assert!(diagnostic.error_message.starts_with("1 of 2 records failed; first failure: s3 CopyObject failed for s3://raw/a.csv (SlowDown)"), "{}", diagnostic.error_message);
 }
 
 /// The four refined outputs of `in/users.csv`, in commit order.
@@ -843,11 +951,9 @@ async fn a_fault_at_each_call_fails_the_invocation_and_a_rerun_matches_a_clean_r
         store.insert(INGEST, "in/users.csv", input.to_vec());
         store
     };
-    let ev = event(&["in/users.csv"]);
-
     for parquet in [true, false] {
         let run = |store: FakeStore| {
-            let ev = ev.clone();
+            let ev = event(&store, &["in/users.csv"]);
             async move {
                 if parquet {
                     run_with(&store, upload, &ev).await
@@ -1003,7 +1109,9 @@ async fn large_object_goes_multipart_and_equals_single_shot_processing() {
     assert!(input.len() > 28_000_000, "{}", input.len());
     let store = FakeStore::new();
     store.insert(INGEST, "big.csv", input.clone());
-    let report = run(&store, &event(&["big.csv"])).await.expect("processed");
+    let report = run(&store, &event(&store, &["big.csv"]))
+        .await
+        .expect("processed");
 
     let (clean, rejected, summary) = reference(&input);
     let got_clean = store.object(REFINED, &cleaned_key("big")).expect("cleaned");
@@ -1024,7 +1132,7 @@ async fn large_object_goes_multipart_and_equals_single_shot_processing() {
     let clean_parts: Vec<usize> = log
         .iter()
         .filter(|c| c.op == Operation::UploadPart && c.key == cleaned_key("big"))
-        .map(|c| c.size)
+        .map(|c| c.size as usize)
         .collect();
     assert!(clean_parts.len() >= 3, "{clean_parts:?}");
     let part_size = UploadConfig::default().part_size;
@@ -1077,7 +1185,7 @@ async fn one_huge_transport_chunk_still_makes_bounded_parts() {
         .with_chunk_size(usize::MAX)
         .with_min_part_size(SMALL_PARTS.part_size);
     store.insert(INGEST, "big.csv", input.clone());
-    run_with(&store, SMALL_PARTS, &event(&["big.csv"]))
+    run_with(&store, SMALL_PARTS, &event(&store, &["big.csv"]))
         .await
         .expect("processed");
     let (clean, rejected, _) = reference(&input);
@@ -1093,7 +1201,7 @@ async fn one_huge_transport_chunk_still_makes_bounded_parts() {
         .log()
         .iter()
         .filter(|c| c.op == Operation::UploadPart)
-        .map(|c| c.size)
+        .map(|c| c.size as usize)
         .max()
         .unwrap_or(0);
     assert!(
@@ -1142,15 +1250,11 @@ async fn logs_one_json_line_per_file_and_per_failure() {
         nth: 2,
         code: "SlowDown",
     });
-    let ev = event(&["users.csv", "b.csv"]);
-    Handler::new(
-        store.clone(),
-        config(UploadConfig::default()),
-        MetricsSink::Discard,
-    )
-    .handle(&ev, "req-42")
-    .await
-    .expect_err("b.csv fails");
+    let ev = event(&store, &["users.csv", "b.csv"]);
+    handler(&store, config(UploadConfig::default()))
+        .handle(&ev, &Invocation::new("req-42"))
+        .await
+        .expect_err("b.csv fails");
 
     let lines = logs.lines();
     let processed: Vec<&Value> = lines
@@ -1227,7 +1331,7 @@ fn the_response_serializes_for_direct_invokes() {
     let report = EventReport::default();
     assert_eq!(
         serde_json::to_value(&report).expect("json"),
-        json!({"files": [], "skipped": []})
+        json!({"files": [], "skipped": [], "gone": [], "superseded": [], "failed": [], "test_event": false})
     );
 }
 
@@ -1259,11 +1363,13 @@ async fn parquet_off_writes_only_the_csv_outputs() {
     let input = generate(3_000, 4);
     let on = FakeStore::new();
     on.insert(INGEST, "gen.csv", input.clone());
-    run(&on, &event(&["gen.csv"])).await.expect("parquet on");
+    run(&on, &event(&on, &["gen.csv"]))
+        .await
+        .expect("parquet on");
 
     let off = FakeStore::new();
     off.insert(INGEST, "gen.csv", input.clone());
-    let report = run_without_parquet(&off, UploadConfig::default(), &event(&["gen.csv"]))
+    let report = run_without_parquet(&off, UploadConfig::default(), &event(&off, &["gen.csv"]))
         .await
         .expect("parquet off");
     let refined = off.objects(REFINED);
@@ -1292,10 +1398,10 @@ async fn parquet_replays_are_byte_identical_across_handlers_and_chunkings() {
             .with_chunk_size(chunk_size)
             .with_min_part_size(SMALL_PARTS.part_size);
         store.insert(INGEST, "gen.csv", input.clone());
-        run_with(&store, SMALL_PARTS, &event(&["gen.csv"]))
+        run_with(&store, SMALL_PARTS, &event(&store, &["gen.csv"]))
             .await
             .expect("processed");
-        run_with(&store, SMALL_PARTS, &event(&["gen.csv"]))
+        run_with(&store, SMALL_PARTS, &event(&store, &["gen.csv"]))
             .await
             .expect("replayed");
         let clean = store
@@ -1315,19 +1421,32 @@ async fn parquet_replays_are_byte_identical_across_handlers_and_chunkings() {
 }
 
 #[test]
-fn an_encoding_failure_is_reported_as_such() {
-    let err = HandlerError::Records {
-        failed: 1,
-        total: 1,
-        first: FileError::Parquet(ParquetError {
+fn an_encoding_failure_is_permanent_and_a_deadline_transient() {
+    use crate::handler::{Stop, classify};
+    let outcome = classify(
+        Stop::Parquet(ParquetError {
             table: Table::Rejected,
             message: "boom".to_owned(),
         }),
-    };
-    assert!(
-        err.to_string()
-            .ends_with("first failure: cannot encode the rejected parquet output: boom")
+        std::time::Duration::from_secs(5),
     );
-    let diagnostic = Diagnostic::from(err);
-    assert_eq!(diagnostic.error_type, "Parquet.Encode");
+    let Ok(crate::handler::Outcome::Permanent(p)) = outcome else {
+        panic!("an encoding failure is permanent");
+    };
+    assert_eq!(p.reason, "encoding_error");
+    assert!(p.message.contains("boom"), "{}", p.message);
+    let deadline = classify(
+        Stop::Deadline("processing"),
+        std::time::Duration::from_secs(5),
+    );
+    let Err(e) = deadline else {
+        panic!("a deadline is transient");
+    };
+    assert!(matches!(e, FileError::Deadline { .. }));
+    let err = HandlerError::Records {
+        failed: 1,
+        total: 1,
+        first: e,
+    };
+    assert_eq!(Diagnostic::from(err).error_type, "Deadline");
 }

@@ -23,7 +23,11 @@ scripts/emulator.sh start
 step "AWS-layer tests against the emulator: convergence, drift, ownership, faults, catalog and queries"
 cargo test -q -p deployer --test live --test faults --test catalog -- --ignored
 
-step "pipeline tests with the real function: replays, 200 concurrent files"
+step "the function's S3 store against the emulator: versions, preconditions, part copies"
+AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+  cargo test -q -p function --test s3_store -- --ignored
+
+step "pipeline tests with the real function: replays, versions out of order, long keys, 200 concurrent files"
 CSV_INGEST_TEST_ARTIFACT="$PWD/target/lambda-x86_64/bootstrap/bootstrap.zip" \
   cargo test -q -p deployer --test pipeline -- --ignored --nocapture
 

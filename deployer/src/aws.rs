@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ pub struct Aws {
     pub athena: aws_sdk_athena::Client,
     pub calls: CallLog,
     pub endpoint: Option<String>,
+    /// The region the clients target (for messages about resources found elsewhere).
+    pub region: String,
 }
 
 /// Attempts per call (the first try plus retries), in the SDK's standard retry mode.
@@ -116,7 +119,90 @@ impl Aws {
             ),
             calls,
             endpoint,
+            region: sdk
+                .region()
+                .map(|r| r.as_ref().to_owned())
+                .unwrap_or_default(),
         }
+    }
+}
+
+/// How long to keep retrying a call AWS refuses for a while after a related change: IAM not
+/// yet propagated, a queue name deleted less than 60 s ago, a bucket operation in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Patience {
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    /// No retry is started past this, counted from the first attempt.
+    pub total: Duration,
+}
+
+impl Patience {
+    /// IAM propagation (a new role, a new role policy) and what waits on it.
+    pub const IAM: Patience = Patience {
+        first_delay: Duration::from_millis(500),
+        max_delay: Duration::from_secs(10),
+        total: Duration::from_secs(120),
+    };
+    /// SQS refuses a queue name for 60 s after it was deleted.
+    pub const QUEUE_DELETED_RECENTLY: Patience = Patience {
+        first_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(10),
+        total: Duration::from_secs(90),
+    };
+    /// S3's bucket operations in progress (`OperationAborted`), and a bucket just created
+    /// not yet visible to every endpoint (`NoSuchBucket`).
+    pub const S3_BUCKET: Patience = Patience {
+        first_delay: Duration::from_millis(500),
+        max_delay: Duration::from_secs(10),
+        total: Duration::from_secs(120),
+    };
+    /// A Lambda function with an update in progress (`ResourceConflictException`).
+    pub const LAMBDA_UPDATE: Patience = Patience {
+        first_delay: Duration::from_millis(250),
+        max_delay: Duration::from_secs(5),
+        total: Duration::from_secs(120),
+    };
+}
+
+/// Runs `call` until it succeeds or fails in a way `waiting` does not recognise; while
+/// `waiting` names what is being waited for, retries with exponential backoff within
+/// `patience.total`, saying so on stderr. The last error is returned when patience runs out.
+pub async fn retry_while<T, E, F, Fut>(
+    patience: Patience,
+    mut call: F,
+    mut waiting: impl FnMut(&E) -> Option<String>,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    // Tokio's clock, so a test with paused time sees the same waits.
+    let started = tokio::time::Instant::now();
+    let mut delay = patience.first_delay;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(e) => match waiting(&e) {
+                Some(why) if started.elapsed() + delay < patience.total => {
+                    eprintln!("    {why} (retrying in {delay:?})");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(patience.max_delay);
+                }
+                _ => return Err(e),
+            },
+        }
+    }
+}
+
+/// The error code and message of an SDK error the service answered.
+pub fn code_and_message<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> (Option<&str>, &str) {
+    match err {
+        SdkError::ServiceError(service) => (
+            service.err().code(),
+            service.err().message().unwrap_or_default(),
+        ),
+        _ => (None, ""),
     }
 }
 
@@ -286,6 +372,60 @@ impl Aws {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_back_off_within_their_patience_and_stop_on_other_errors() {
+        let patience = Patience {
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(4),
+            total: Duration::from_secs(20),
+        };
+        // Refused three times, then accepted.
+        let mut calls = 0;
+        let started = tokio::time::Instant::now();
+        let result: Result<u32, &str> = retry_while(
+            patience,
+            || {
+                calls += 1;
+                let n = calls;
+                async move { if n <= 3 { Err("busy") } else { Ok(n) } }
+            },
+            |e| (*e == "busy").then(|| "waiting".to_owned()),
+        )
+        .await;
+        assert_eq!(result, Ok(4));
+        assert_eq!(started.elapsed(), Duration::from_secs(1 + 2 + 4));
+        // Never accepted: gives up within the total, with the last error.
+        let mut calls = 0;
+        let started = tokio::time::Instant::now();
+        let result: Result<(), &str> = retry_while(
+            patience,
+            || {
+                calls += 1;
+                async { Err("busy") }
+            },
+            |_| Some("waiting".to_owned()),
+        )
+        .await;
+        assert_eq!(result, Err("busy"));
+        assert!(started.elapsed() <= Duration::from_secs(20));
+        assert_eq!(
+            calls, 7,
+            "1, 2, 4, 4, 4, 4 s apart (19 s); one more would pass 20 s"
+        );
+        // Another error is not retried.
+        let mut calls = 0;
+        let result: Result<(), &str> = retry_while(
+            patience,
+            || {
+                calls += 1;
+                async { Err("denied") }
+            },
+            |e| (*e == "busy").then(|| "waiting".to_owned()),
+        )
+        .await;
+        assert_eq!((result, calls), (Err("denied"), 1));
+    }
 
     #[test]
     fn reads_are_not_mutating() {

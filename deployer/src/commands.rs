@@ -37,6 +37,67 @@ impl<'a> TargetJson<'a> {
     }
 }
 
+/// The largest file the configured memory and timeout let the function process (the time
+/// budget of `shared::budget`, the table the function itself refuses files by).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Capacity {
+    pub memory_mb: i32,
+    pub timeout_s: i32,
+    pub parquet: bool,
+    pub largest_file_bytes: u64,
+}
+
+impl Capacity {
+    pub fn of(config: &Config) -> Capacity {
+        let memory = u32::try_from(config.function.memory_mb).unwrap_or(0);
+        let timeout = u32::try_from(config.function.timeout_s).unwrap_or(0);
+        Capacity {
+            memory_mb: config.function.memory_mb,
+            timeout_s: config.function.timeout_s,
+            parquet: config.outputs.parquet,
+            largest_file_bytes: shared::budget::max_file_bytes(
+                memory,
+                timeout,
+                config.outputs.parquet,
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Capacity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Largest file the function can process: about {} ({} bytes) at {} MB and {} s{}; a larger one goes to the failed-events queue (raise function.memory_mb or timeout_s).",
+            human_bytes(self.largest_file_bytes),
+            self.largest_file_bytes,
+            self.memory_mb,
+            self.timeout_s,
+            if self.parquet {
+                ", Parquet on"
+            } else {
+                ", Parquet off"
+            }
+        )
+    }
+}
+
+/// `4.1 GiB`, `512.0 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// Reads everything and diffs it. The artifact is checked before any call.
 async fn read_and_plan(
     config: &Config,
@@ -61,19 +122,25 @@ async fn read_and_plan(
 pub async fn plan(config: &Config, output: Output) -> Result<u8> {
     let report = Reporter::new(output);
     let (aws, identity, _, _, _, plan) = read_and_plan(config, &report).await?;
+    let capacity = Capacity::of(config);
     match output {
-        Output::Text => print!("{plan}"),
+        Output::Text => {
+            print!("{plan}");
+            println!("{capacity}");
+        }
         Output::Json => {
             #[derive(Serialize)]
             struct PlanJson<'a> {
                 target: TargetJson<'a>,
                 #[serde(flatten)]
                 plan: &'a Plan,
+                capacity: Capacity,
                 calls: CallCounts,
             }
             print_json(&PlanJson {
                 target: TargetJson::new(&config.target, &identity),
                 plan: &plan,
+                capacity,
                 calls: aws.calls.snapshot(),
             })?;
         }
@@ -113,6 +180,7 @@ pub async fn up(config: &Config, output: Output) -> Result<()> {
                 "Upload CSV files to s3://{}/ ; raw copies land in s3://{}/, outputs in s3://{}/refined/.",
                 config.buckets.ingest, config.buckets.raw, config.buckets.refined
             );
+            println!("{}", Capacity::of(config));
             if config.outputs.parquet {
                 println!(
                     "Parquet copies in s3://{}/curated/ are tables {db}.users and {db}.users_rejected: try `deployer query --counts`.",
@@ -131,6 +199,7 @@ pub async fn up(config: &Config, output: Output) -> Result<()> {
                 unchanged: usize,
                 mutating_calls: u64,
                 calls: CallCounts,
+                capacity: Capacity,
                 seconds: f64,
             }
             print_json(&UpJson {
@@ -141,6 +210,7 @@ pub async fn up(config: &Config, output: Output) -> Result<()> {
                 unchanged: c.unchanged,
                 mutating_calls: calls.mutating,
                 calls,
+                capacity: Capacity::of(config),
                 seconds,
             })?;
         }
@@ -193,4 +263,39 @@ pub async fn down(config: &Config, output: Output, purge: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_capacity_line_comes_from_the_budget_table() {
+        let config = Config::parse(
+            std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../config/aws.example.toml"
+            )),
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../config/aws.example.toml"
+            ))
+            .expect("example config"),
+            None,
+        )
+        .expect("parses");
+        let c = Capacity::of(&config);
+        assert_eq!(
+            c.largest_file_bytes,
+            shared::budget::max_file_bytes(256, 900, true)
+        );
+        let text = c.to_string();
+        assert!(
+            text.starts_with("Largest file the function can process: about "),
+            "{text}"
+        );
+        assert!(text.contains("at 256 MB and 900 s, Parquet on"), "{text}");
+        assert_eq!(human_bytes(512), "512 bytes");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024 / 2), "1.5 GiB");
+    }
 }

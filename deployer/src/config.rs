@@ -59,7 +59,16 @@ pub struct Buckets {
     pub ingest: String,
     pub raw: String,
     pub refined: String,
+    /// Days a replaced or deleted version of an ingest object is kept (the function reads
+    /// the version each event names; an event is retried for up to 6 hours).
+    pub ingest_noncurrent_days: i32,
+    /// Days a replaced version of a raw copy is kept (the audit trail of re-sent files).
+    pub raw_noncurrent_days: i32,
 }
+
+/// Noncurrent-version expiry defaults (days).
+pub const DEFAULT_INGEST_NONCURRENT_DAYS: i32 = 7;
+pub const DEFAULT_RAW_NONCURRENT_DAYS: i32 = 90;
 
 impl Buckets {
     /// The three buckets with the role each plays.
@@ -70,9 +79,19 @@ impl Buckets {
             (BucketRole::Refined, &self.refined),
         ]
     }
+
+    /// How long noncurrent versions of a versioned bucket are kept; `None` for the refined
+    /// bucket, which is not versioned (its outputs are rewritten in place).
+    pub fn noncurrent_days(&self, role: BucketRole) -> Option<i32> {
+        match role {
+            BucketRole::Ingest => Some(self.ingest_noncurrent_days),
+            BucketRole::Raw => Some(self.raw_noncurrent_days),
+            BucketRole::Refined => None,
+        }
+    }
 }
 
-/// What a bucket is for; decides its extra settings (the raw bucket is versioned).
+/// What a bucket is for; decides its extra settings (ingest and raw are versioned).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BucketRole {
@@ -193,6 +212,8 @@ struct RawBuckets {
     ingest: Option<String>,
     raw: Option<String>,
     refined: Option<String>,
+    ingest_noncurrent_days: Option<i64>,
+    raw_noncurrent_days: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -321,30 +342,7 @@ impl Checker<'_> {
             ));
         }
         let target = self.target(raw.target, endpoint_override)?;
-        let buckets = Buckets {
-            ingest: self.bucket("buckets.ingest", raw.buckets.ingest, &stack, "ingest")?,
-            raw: self.bucket("buckets.raw", raw.buckets.raw, &stack, "raw")?,
-            refined: self.bucket("buckets.refined", raw.buckets.refined, &stack, "refined")?,
-        };
-        for (field, other) in [
-            ("buckets.raw", &buckets.raw),
-            ("buckets.refined", &buckets.refined),
-        ] {
-            if *other == buckets.ingest {
-                return Err(self.err(
-                    "buckets.ingest",
-                    format!(
-                        "equals {field} ({other:?}): the function would trigger itself (an S3→Lambda→S3 loop); use a different bucket"
-                    ),
-                ));
-            }
-        }
-        if buckets.raw == buckets.refined {
-            return Err(self.err(
-                "buckets.raw",
-                format!("equals buckets.refined ({:?}): raw copies and refined outputs need separate buckets", buckets.raw),
-            ));
-        }
+        let buckets = self.buckets(raw.buckets, &stack)?;
         let role_name = raw.role.name.unwrap_or_else(|| format!("{stack}-function"));
         if !is_role_name(&role_name) {
             return Err(self.err(
@@ -395,6 +393,53 @@ impl Checker<'_> {
             },
             tags: raw.tags,
         })
+    }
+
+    /// The three names (S3's rules, no loop, raw apart from refined) and the version expiries.
+    fn buckets(&self, raw: RawBuckets, stack: &str) -> Result<Buckets, ConfigError> {
+        let days = |field: &str, value: Option<i64>, default: i32| match value {
+            None => Ok(default),
+            Some(d) if (1..=36_500).contains(&d) => Ok(d as i32),
+            Some(d) => Err(self.err(
+                field,
+                format!("is {d}: noncurrent versions are kept 1-36500 days"),
+            )),
+        };
+        let buckets = Buckets {
+            ingest: self.bucket("buckets.ingest", raw.ingest, stack, "ingest")?,
+            raw: self.bucket("buckets.raw", raw.raw, stack, "raw")?,
+            refined: self.bucket("buckets.refined", raw.refined, stack, "refined")?,
+            ingest_noncurrent_days: days(
+                "buckets.ingest_noncurrent_days",
+                raw.ingest_noncurrent_days,
+                DEFAULT_INGEST_NONCURRENT_DAYS,
+            )?,
+            raw_noncurrent_days: days(
+                "buckets.raw_noncurrent_days",
+                raw.raw_noncurrent_days,
+                DEFAULT_RAW_NONCURRENT_DAYS,
+            )?,
+        };
+        for (field, other) in [
+            ("buckets.raw", &buckets.raw),
+            ("buckets.refined", &buckets.refined),
+        ] {
+            if *other == buckets.ingest {
+                return Err(self.err(
+                    "buckets.ingest",
+                    format!(
+                        "equals {field} ({other:?}): the function would trigger itself (an S3→Lambda→S3 loop); use a different bucket"
+                    ),
+                ));
+            }
+        }
+        if buckets.raw == buckets.refined {
+            return Err(self.err(
+                "buckets.raw",
+                format!("equals buckets.refined ({:?}): raw copies and refined outputs need separate buckets", buckets.raw),
+            ));
+        }
+        Ok(buckets)
     }
 
     fn catalog(&self, raw: RawCatalog, stack: &str) -> Result<CatalogSettings, ConfigError> {
@@ -729,6 +774,9 @@ artifact = "../target/lambda-x86_64/bootstrap/bootstrap.zip"
         assert_eq!(c.buckets.ingest, "demo-ingest");
         assert_eq!(c.buckets.raw, "demo-raw");
         assert_eq!(c.buckets.refined, "demo-refined");
+        assert_eq!(c.buckets.noncurrent_days(BucketRole::Ingest), Some(7));
+        assert_eq!(c.buckets.noncurrent_days(BucketRole::Raw), Some(90));
+        assert_eq!(c.buckets.noncurrent_days(BucketRole::Refined), None);
         assert_eq!(c.role_name, "demo-function");
         assert_eq!(c.function.name, "demo");
         assert_eq!(c.function.memory_mb, 256);
@@ -846,6 +894,14 @@ artifact = "../target/lambda-x86_64/bootstrap/bootstrap.zip"
             ("[buckets]\nraw = \"xn--abc\"", "may not start with"),
             ("[buckets]\nraw = \"abc-s3alias\"", "may not end with"),
             ("[role]\nname = \"bad name\"", "`role.name`"),
+            (
+                "[buckets]\ningest_noncurrent_days = 0",
+                "`buckets.ingest_noncurrent_days` is 0: noncurrent versions are kept 1-36500 days",
+            ),
+            (
+                "[buckets]\nraw_noncurrent_days = 40000",
+                "`buckets.raw_noncurrent_days` is 40000",
+            ),
             (
                 "[notification]\nprefix = \"\"",
                 "`notification.prefix` is empty",

@@ -179,7 +179,8 @@ impl Desired {
                 partition: partition.to_owned(),
                 stack: config.stack.clone(),
                 tags: tags.clone(),
-                versioned: role == BucketRole::Raw,
+                versioned: matches!(role, BucketRole::Ingest | BucketRole::Raw),
+                noncurrent_days: config.buckets.noncurrent_days(role),
             })
             .to_vec();
         let queue = queue::Spec {
@@ -218,6 +219,7 @@ impl Desired {
             architecture: artifact.architecture,
             environment: BTreeMap::from([
                 ("RAW_BUCKET".to_owned(), config.buckets.raw.clone()),
+                (FAILED_EVENTS_QUEUE_ENV.to_owned(), queue.arn.clone()),
                 ("REFINED_BUCKET".to_owned(), config.buckets.refined.clone()),
                 (
                     PARQUET_OUTPUT_ENV.to_owned(),
@@ -296,9 +298,12 @@ impl Desired {
 
 /// The function's environment variable that switches its Parquet output: `on` or `off`.
 pub const PARQUET_OUTPUT_ENV: &str = "PARQUET_OUTPUT";
+/// The function's environment variable naming the failed-events queue (its ARN), where it
+/// puts the events it will never be able to process.
+pub const FAILED_EVENTS_QUEUE_ENV: &str = "FAILED_EVENTS_QUEUE";
 
 /// Every resource as it is.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub buckets: Vec<Option<bucket::Observed>>,
     pub role: Option<role::Observed>,
@@ -416,16 +421,25 @@ pub fn diff(desired: &Desired, observed: &Observed) -> (Changes, Plan) {
     let stack = desired.stack.as_str();
     let mut changes = Changes::default();
     let mut plans = Vec::new();
+    let interrupted = interrupted_up(observed, stack);
     for (spec, o) in desired.buckets.iter().zip(&observed.buckets) {
         let name = bucket_label(&spec.name, spec.role);
+        let adopt = interrupted && o.as_ref().is_some_and(|o| o.pristine);
         match o.as_ref().and_then(|o| o.ownership_problem(stack)) {
-            Some(problem) => {
+            Some(problem) if !adopt => {
                 plans.push(ResourcePlan::conflict(bucket::KIND, name, problem));
                 changes.buckets.push(Vec::new());
             }
-            None => {
+            _ => {
                 let c = bucket::diff(spec, o.as_ref());
-                plans.push(ResourcePlan::from_changes(bucket::KIND, name, &c));
+                let mut plan = ResourcePlan::from_changes(bucket::KIND, name, &c);
+                if adopt {
+                    plan.note = Some(
+                        "adopted: empty, untagged and unconfigured, as an interrupted `up` of this stack leaves it"
+                            .to_owned(),
+                    );
+                }
+                plans.push(plan);
                 changes.buckets.push(c);
             }
         }
@@ -515,6 +529,25 @@ pub fn diff(desired: &Desired, observed: &Observed) -> (Changes, Plan) {
         |o| athena::diff(&desired.workgroup, o),
     );
     (changes, Plan::new(plans))
+}
+
+/// Whether an earlier `up` of this stack got somewhere: some resource carries our ownership
+/// tag. Only then is an untagged, pristine bucket of the configured name taken to be one that
+/// `up` created and was stopped before tagging; otherwise it is somebody else's (a conflict).
+fn interrupted_up(observed: &Observed, stack: &str) -> bool {
+    let ours =
+        |tags: &crate::resources::Tags| crate::resources::ownership_problem(tags, stack).is_none();
+    observed
+        .buckets
+        .iter()
+        .flatten()
+        .any(|b| !b.other_account && ours(&b.tags))
+        || observed.role.as_ref().is_some_and(|r| ours(&r.tags))
+        || observed.log_group.as_ref().is_some_and(|l| ours(&l.tags))
+        || observed.queue.as_ref().is_some_and(|q| ours(&q.tags))
+        || observed.function.as_ref().is_some_and(|f| ours(&f.tags))
+        || observed.database.as_ref().is_some_and(|d| ours(&d.tags))
+        || observed.workgroup.as_ref().is_some_and(|w| ours(&w.tags))
 }
 
 /// Diffs a tagged resource, or records a conflict when it exists without our ownership tag.
@@ -872,6 +905,63 @@ mod tests {
             size: 1,
         };
         Desired::new(&config, &identity, &artifact)
+    }
+
+    /// An untagged bucket exactly as `CreateBucket` leaves it is adopted only when another
+    /// resource shows that an `up` of this stack ran (it was stopped before tagging).
+    #[test]
+    fn a_pristine_untagged_bucket_is_adopted_only_after_an_interrupted_up() {
+        let d = desired("");
+        let pristine = bucket::Observed {
+            pristine: true,
+            ..bucket::Observed::default()
+        };
+        let configured = bucket::Observed {
+            policy: Some(serde_json::json!({"Statement": []})),
+            ..bucket::Observed::default()
+        };
+        let action = |observed: &Observed| diff(&d, observed).1.resources[0].action;
+        let fresh = Observed {
+            buckets: vec![Some(pristine.clone()), None, None],
+            tables: vec![None, None],
+            ..Observed::default()
+        };
+        assert_eq!(
+            action(&fresh),
+            crate::plan::Action::Conflict,
+            "nothing of ours exists"
+        );
+        let interrupted = Observed {
+            queue: Some(queue::Observed {
+                tags: d.queue.tags.clone(),
+                ..queue::Observed::default()
+            }),
+            ..fresh.clone()
+        };
+        assert_eq!(action(&interrupted), crate::plan::Action::Update);
+        let (changes, plan) = diff(&d, &interrupted);
+        assert!(
+            plan.resources[0]
+                .note
+                .as_deref()
+                .unwrap_or_default()
+                .contains("adopted")
+        );
+        assert!(
+            changes.buckets[0]
+                .iter()
+                .any(|c| matches!(c, bucket::Change::Tags { .. })),
+            "it gets our tag"
+        );
+        let not_pristine = Observed {
+            buckets: vec![Some(configured), None, None],
+            ..interrupted
+        };
+        assert_eq!(
+            action(&not_pristine),
+            crate::plan::Action::Conflict,
+            "a bucket someone configured is never adopted"
+        );
     }
 
     #[test]

@@ -416,8 +416,36 @@ fn encode_event_key(key: &str) -> String {
     out
 }
 
+/// What S3's event says of an uploaded object version.
+struct Uploaded {
+    size: usize,
+    e_tag: String,
+    version_id: String,
+    sequencer: String,
+}
+
+/// Uploads `body` to `bucket/key`; `sequencer` is what S3's event for it would carry.
+async fn upload(aws: &Aws, bucket: &str, key: &str, body: &[u8], sequencer: u64) -> Uploaded {
+    let out = aws
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.to_vec()))
+        .content_type("text/csv")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("uploading s3://{bucket}/{key}: {e:?}"));
+    Uploaded {
+        size: body.len(),
+        e_tag: out.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+        version_id: out.version_id().unwrap_or_default().to_owned(),
+        sequencer: format!("{sequencer:016X}"),
+    }
+}
+
 /// A one-record `ObjectCreated:Put` event, as S3 sends it to Lambda.
-fn s3_event(bucket: &str, key: &str, size: usize, event_time: &str) -> Value {
+fn s3_event(bucket: &str, key: &str, object: &Uploaded, event_time: &str) -> Value {
     json!({
         "Records": [{
             "eventVersion": "2.1",
@@ -438,9 +466,10 @@ fn s3_event(bucket: &str, key: &str, size: usize, event_time: &str) -> Value {
                 },
                 "object": {
                     "key": encode_event_key(key),
-                    "size": size,
-                    "eTag": "0",
-                    "sequencer": "0",
+                    "size": object.size,
+                    "eTag": object.e_tag,
+                    "versionId": object.version_id,
+                    "sequencer": object.sequencer,
                 },
             },
         }],
@@ -558,18 +587,12 @@ async fn replay(s: Arc<Stack>) {
         (8, 3, 5),
         "the test input's own verdicts changed"
     );
-    s.aws
-        .s3
-        .put_object()
-        .bucket(ingest)
-        .key(key)
-        .body(ByteStream::from(input.clone()))
-        .content_type("text/csv")
-        .send()
-        .await
-        .expect("uploading the replay input");
-
-    let event = s3_event(ingest, key, input.len(), REPLAY_EVENT_TIME);
+    let uploaded = upload(&s.aws, ingest, key, &input, 1).await;
+    assert!(
+        !uploaded.version_id.is_empty(),
+        "the ingest bucket is versioned"
+    );
+    let event = s3_event(ingest, key, &uploaded, REPLAY_EVENT_TIME);
     let encoded = event["Records"][0]["s3"]["object"]["key"].as_str().unwrap();
     assert_eq!(encoded, "in/replay+test/users.csv");
     assert_eq!(decode_event_key(encoded).as_deref(), Ok(key));
@@ -745,6 +768,187 @@ async fn replay(s: Arc<Stack>) {
     );
     let (depth, failed) = failed_events(&s.aws, &s.config).await;
     assert_eq!(depth, 0, "failed events: {failed:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. What real S3 sends: versions out of order, test events, minimal records, long keys.
+
+/// Invokes the function synchronously with `payload`; its report (the invocation must not
+/// fail).
+async fn invoke(s: &Stack, payload: &Value) -> Value {
+    let out = s
+        .aws
+        .lambda
+        .invoke()
+        .function_name(&s.config.function.name)
+        .invocation_type(InvocationType::RequestResponse)
+        .payload(Blob::new(serde_json::to_vec(payload).unwrap()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("invoke: {e:?}"));
+    let body = out
+        .payload()
+        .map(|b| b.as_ref().to_vec())
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(out.function_error(), None, "the invocation failed: {text}");
+    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Polls `check` every 100 ms until it holds or `within` passes.
+async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs ministack and the built function: run by `make test`"]
+async fn versions_out_of_order_test_events_and_long_keys_on_the_emulator() {
+    // Direct invocations for objects outside `auto/`; the notification fires for `auto/`.
+    let extra = "[notification]\nprefix = \"auto/\"\n";
+    with_stack("semantics", extra, semantics).await;
+}
+
+async fn semantics(s: Arc<Stack>) {
+    let (ingest, raw, refined) = s.buckets();
+
+    // Two versions of one key; the newer version's event is delivered first.
+    let key = "in/versions/users.csv";
+    let (old, new) = (deployer::smoke::SAMPLE.to_vec(), replay_input());
+    let v1 = upload(&s.aws, ingest, key, &old, 1).await;
+    let v2 = upload(&s.aws, ingest, key, &new, 2).await;
+    assert_ne!(
+        v1.version_id, v2.version_id,
+        "the ingest bucket is versioned"
+    );
+    let report = invoke(&s, &s3_event(ingest, key, &v2, REPLAY_EVENT_TIME)).await;
+    assert_eq!(
+        report["files"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(report["files"][0]["version_id"], json!(v2.version_id));
+    let after_newer = snapshot(&s.aws, &[refined]).await;
+    let report = invoke(&s, &s3_event(ingest, key, &v1, REPLAY_EVENT_TIME)).await;
+    assert_eq!(report["files"], json!([]), "{report}");
+    assert_eq!(
+        report["superseded"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    let after_older = snapshot(&s.aws, &[refined]).await;
+    let diff = snapshot_diff(&after_newer, &after_older);
+    assert!(
+        diff.is_empty(),
+        "the older version touched the newer outputs: {diff:#?}"
+    );
+    let keys = OutputKeys::new(key, Timestamp::parse(REPLAY_EVENT_TIME.as_bytes()).unwrap());
+    let want = expected(&new);
+    let at = |k: &str| &after_older[&format!("{refined}/{k}")].bytes;
+    check_outputs(key, at(&keys.cleaned), at(&keys.rejected), &want)
+        .unwrap_or_else(|e| panic!("{e}"));
+    check_parquet(
+        key,
+        at(&keys.parquet_cleaned),
+        at(&keys.parquet_rejected),
+        &want,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Both versions' exact bytes are in raw.
+    let mut raw_bytes = BTreeSet::new();
+    for (k, id, _, _, marker) in versions(&s.aws, raw).await {
+        if k == key && !marker {
+            let out = s
+                .aws
+                .s3
+                .get_object()
+                .bucket(raw)
+                .key(&k)
+                .version_id(&id)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("raw version {id}: {e:?}"));
+            raw_bytes.insert(out.body.collect().await.unwrap().into_bytes().to_vec());
+        }
+    }
+    assert_eq!(raw_bytes, BTreeSet::from([old.clone(), new.clone()]));
+
+    // S3's test event, and a record with only what the function uses: no function error.
+    let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent",
+        "Time": REPLAY_EVENT_TIME, "Bucket": ingest, "RequestId": "T", "HostId": "H"});
+    let report = invoke(&s, &test_event).await;
+    assert_eq!(report["test_event"], json!(true), "{report}");
+    let minimal_key = "in/minimal/users.csv";
+    upload(&s.aws, ingest, minimal_key, &old, 3).await;
+    let minimal = json!({"Records": [{"eventTime": REPLAY_EVENT_TIME,
+        "s3": {"bucket": {"name": ingest}, "object": {"key": "in/minimal/users.csv"}}}]});
+    let report = invoke(&s, &minimal).await;
+    assert_eq!(
+        report["files"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+
+    // A ~990-byte key, uploaded where the notification fires: the raw copy, no output, and
+    // exactly one failed-events message that says why.
+    let long = format!("auto/{}.csv", "k".repeat(981));
+    assert!(long.len() > 980 && long.len() < 1024, "{}", long.len());
+    upload(&s.aws, ingest, &long, &old, 4).await;
+    eventually(
+        "the long key's failed-events message",
+        Duration::from_secs(60),
+        || async { failed_depth(&s.aws, &s.config).await >= 1 },
+    )
+    .await;
+    let url = failed_queue_url(&s.aws, &s.config).await;
+    let got = s
+        .aws
+        .sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("ReceiveMessage");
+    assert_eq!(got.messages().len(), 1, "{:?}", got.messages());
+    let body = got.messages()[0].body().unwrap_or_default();
+    let failure = shared::failure::PermanentFailure::parse(body)
+        .unwrap_or_else(|| panic!("not the function's message: {body}"));
+    assert_eq!(failure.reason, "output_key_too_long", "{body}");
+    assert_eq!(failure.key.as_deref(), Some(long.as_str()));
+    assert!(
+        failure.message.contains("1024-byte limit"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.version_id.is_some() && failure.sequencer.is_some(),
+        "{body}"
+    );
+    assert_eq!(
+        failed_depth(&s.aws, &s.config).await,
+        1,
+        "exactly one message"
+    );
+    let (raw_copy, _) = get(&s.aws, raw, &long).await;
+    assert_eq!(raw_copy, old, "the raw copy is made");
+    let outputs: Vec<String> = list(&s.aws, refined)
+        .await
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k.contains("kkkkkkkk"))
+        .collect();
+    assert!(
+        outputs.is_empty(),
+        "no output for the long key: {outputs:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 //! S3 buckets: existence, ownership tag and the security baseline (public access block, SSE-S3,
-//! owner-enforced objects, TLS-only policy, multipart-abort lifecycle, versioning for raw).
+//! owner-enforced objects, TLS-only policy, multipart-abort lifecycle), and for ingest and raw
+//! versioning with an expiry of noncurrent versions.
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_s3::operation::create_bucket::CreateBucketError;
@@ -7,8 +8,8 @@ use aws_sdk_s3::operation::head_bucket::HeadBucketError;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
     BucketVersioningStatus, CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleRule,
-    LifecycleRuleFilter, ObjectIdentifier, ObjectOwnership, OwnershipControls,
-    OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    LifecycleRuleFilter, NoncurrentVersionExpiration, ObjectIdentifier, ObjectOwnership,
+    OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
     Tag, Tagging, VersioningConfiguration,
 };
@@ -23,6 +24,8 @@ use crate::policy;
 pub const KIND: &str = "s3 bucket";
 /// Id of our lifecycle rule; other rules on the bucket are kept.
 pub const LIFECYCLE_RULE_ID: &str = "csv-ingest-abort-incomplete-multipart-uploads";
+/// Id of our rule expiring noncurrent versions (ingest and raw).
+pub const NONCURRENT_RULE_ID: &str = "csv-ingest-expire-noncurrent-versions";
 /// Sid of our bucket policy statement; other statements are kept.
 pub const TLS_ONLY_SID: &str = "CsvIngestDenyInsecureTransport";
 const ABORT_AFTER_DAYS: i32 = 1;
@@ -38,8 +41,11 @@ pub struct Spec {
     pub partition: String,
     pub stack: String,
     pub tags: Tags,
-    /// Versioning on (the raw bucket keeps every audit copy). Off means "not managed": we never suspend it.
+    /// Versioning on (ingest: the function reads the version each event names; raw: every
+    /// audit copy is kept). Off means "not managed": we never suspend it.
     pub versioned: bool,
+    /// Days noncurrent versions are kept before they expire; `None`: no rule of ours.
+    pub noncurrent_days: Option<i32>,
 }
 
 impl Spec {
@@ -76,6 +82,11 @@ pub struct Observed {
     pub lifecycle_rules: Vec<LifecycleRule>,
     /// `Enabled` or `Suspended`; `None` when never enabled.
     pub versioning: Option<String>,
+    /// In our account, without any tag, and exactly as `CreateBucket` leaves a bucket: no
+    /// object, policy, lifecycle rule or versioning. An `up` interrupted between
+    /// `CreateBucket` and `PutBucketTagging` leaves one (tags are not sent with
+    /// `CreateBucket`: that needs `s3:TagResource`); see `stack::diff` for when it is adopted.
+    pub pristine: bool,
 }
 
 impl Observed {
@@ -87,12 +98,22 @@ impl Observed {
         ownership_problem(&self.tags, stack)
     }
 
-    fn our_abort_days(&self) -> Option<i32> {
+    fn our_rule(&self, id: &str) -> Option<&LifecycleRule> {
         self.lifecycle_rules
             .iter()
-            .find(|r| r.id() == Some(LIFECYCLE_RULE_ID) && r.status() == &ExpirationStatus::Enabled)
+            .find(|r| r.id() == Some(id) && r.status() == &ExpirationStatus::Enabled)
+    }
+
+    fn our_abort_days(&self) -> Option<i32> {
+        self.our_rule(LIFECYCLE_RULE_ID)
             .and_then(|r| r.abort_incomplete_multipart_upload())
             .and_then(|a| a.days_after_initiation())
+    }
+
+    fn our_noncurrent_days(&self) -> Option<i32> {
+        self.our_rule(NONCURRENT_RULE_ID)
+            .and_then(|r| r.noncurrent_version_expiration())
+            .and_then(|e| e.noncurrent_days())
     }
 }
 
@@ -117,9 +138,15 @@ pub enum Change {
         old: Option<Value>,
         document: Value,
     },
-    /// Put `rules` (the current rules with ours replaced).
+    /// Put `rules` (the current rules with ours replaced). Every lifecycle change carries the
+    /// whole document; `apply` puts it once.
     AbortMultipartLifecycle {
         old: Option<i32>,
+        rules: Vec<LifecycleRule>,
+    },
+    NoncurrentExpiration {
+        old: Option<i32>,
+        new: Option<i32>,
         rules: Vec<LifecycleRule>,
     },
     Versioning {
@@ -152,6 +179,11 @@ impl Describe for Change {
                 "lifecycle.abort_incomplete_multipart_days",
                 old.map(|d| d.to_string()),
                 ABORT_AFTER_DAYS.to_string(),
+            ),
+            Change::NoncurrentExpiration { old, new, .. } => PropertyChange::update(
+                "lifecycle.noncurrent_version_expiration_days",
+                old.map_or_else(|| "none".to_owned(), |d| d.to_string()),
+                new.map_or_else(|| "none".to_owned(), |d| d.to_string()),
             ),
             Change::Versioning { old } => {
                 PropertyChange::replace("versioning", old.clone(), "Enabled")
@@ -214,17 +246,29 @@ pub fn diff(spec: &Spec, observed: Option<&Observed>) -> Vec<Change> {
             document: policy::with_statement(o.policy.as_ref(), TLS_ONLY_SID, Some(ours)),
         });
     }
-    if o.our_abort_days() != Some(ABORT_AFTER_DAYS) {
+    // The lifecycle document as it should be: their rules, then ours.
+    let rules = || {
         let mut rules: Vec<LifecycleRule> = o
             .lifecycle_rules
             .iter()
-            .filter(|r| r.id() != Some(LIFECYCLE_RULE_ID))
+            .filter(|r| r.id() != Some(LIFECYCLE_RULE_ID) && r.id() != Some(NONCURRENT_RULE_ID))
             .cloned()
             .collect();
         rules.extend(abort_multipart_rule());
+        rules.extend(spec.noncurrent_days.and_then(noncurrent_rule));
+        rules
+    };
+    if o.our_abort_days() != Some(ABORT_AFTER_DAYS) {
         changes.push(Change::AbortMultipartLifecycle {
             old: o.our_abort_days(),
-            rules,
+            rules: rules(),
+        });
+    }
+    if o.our_noncurrent_days() != spec.noncurrent_days {
+        changes.push(Change::NoncurrentExpiration {
+            old: o.our_noncurrent_days(),
+            new: spec.noncurrent_days,
+            rules: rules(),
         });
     }
     if spec.versioned && o.versioning.as_deref() != Some("Enabled") {
@@ -233,6 +277,20 @@ pub fn diff(spec: &Spec, observed: Option<&Observed>) -> Vec<Change> {
         });
     }
     changes
+}
+
+fn noncurrent_rule(days: i32) -> Option<LifecycleRule> {
+    LifecycleRule::builder()
+        .id(NONCURRENT_RULE_ID)
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .noncurrent_version_expiration(
+            NoncurrentVersionExpiration::builder()
+                .noncurrent_days(days)
+                .build(),
+        )
+        .build()
+        .ok()
 }
 
 fn abort_multipart_rule() -> Option<LifecycleRule> {
@@ -254,8 +312,9 @@ pub async fn read(aws: &Aws, name: &str, stack: &str) -> Result<Option<Observed>
     let Some(mut observed) = read_existence(aws, name).await? else {
         return Ok(None);
     };
-    if observed.ownership_problem(stack).is_some() {
-        // Not ours: what else it has is none of our business.
+    let untagged = !observed.other_account && observed.tags.is_empty();
+    if observed.ownership_problem(stack).is_some() && !untagged {
+        // Someone else's: what else it has is none of our business.
         return Ok(Some(observed));
     }
     let s3 = &aws.s3;
@@ -322,6 +381,12 @@ pub async fn read(aws: &Aws, name: &str, stack: &str) -> Result<Option<Observed>
         .with_context(|| context("GetBucketVersioning"))?
         .status()
         .map(|s| s.as_str().to_owned());
+    if untagged {
+        observed.pristine = observed.policy.is_none()
+            && observed.lifecycle_rules.is_empty()
+            && observed.versioning.is_none()
+            && is_empty(aws, name).await?;
+    }
     Ok(Some(observed))
 }
 
@@ -357,6 +422,7 @@ where
 pub async fn apply(aws: &Aws, spec: &Spec, changes: &[Change]) -> Result<()> {
     let s3 = &aws.s3;
     let name = spec.name.as_str();
+    let mut lifecycle_put = false;
     for change in changes {
         let doing = |what: &str| format!("{what} on s3 bucket {name}");
         match change {
@@ -432,7 +498,13 @@ pub async fn apply(aws: &Aws, spec: &Spec, changes: &[Change]) -> Result<()> {
                     .map_err(sdk_error)
                     .with_context(|| doing("PutBucketPolicy"))?;
             }
-            Change::AbortMultipartLifecycle { rules, .. } => {
+            Change::AbortMultipartLifecycle { rules, .. }
+            | Change::NoncurrentExpiration { rules, .. } => {
+                if lifecycle_put {
+                    // The document the first lifecycle change put holds every rule.
+                    continue;
+                }
+                lifecycle_put = true;
                 let config = BucketLifecycleConfiguration::builder()
                     .set_rules(Some(rules.clone()))
                     .build()?;
@@ -463,21 +535,19 @@ pub async fn apply(aws: &Aws, spec: &Spec, changes: &[Change]) -> Result<()> {
 }
 
 async fn create(aws: &Aws, spec: &Spec) -> Result<()> {
-    let tags = spec
-        .tags
-        .iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut config = CreateBucketConfiguration::builder().set_tags(Some(tags));
-    // us-east-1 is the one region that must not be named.
-    if spec.region != "us-east-1" {
-        config = config.location_constraint(BucketLocationConstraint::from(spec.region.as_str()));
-    }
+    // No tags here: tags in `CreateBucketConfiguration` need `s3:TagResource`, which a deploy
+    // identity may lack; `PutBucketTagging` (the `Tags` change that follows) sets them.
+    // us-east-1 is the one region that must not be named, so it sends no configuration.
+    let config = (spec.region != "us-east-1").then(|| {
+        CreateBucketConfiguration::builder()
+            .location_constraint(BucketLocationConstraint::from(spec.region.as_str()))
+            .build()
+    });
     let result = aws
         .s3
         .create_bucket()
         .bucket(&spec.name)
-        .create_bucket_configuration(config.build())
+        .set_create_bucket_configuration(config)
         .send()
         .await;
     match result {
@@ -673,7 +743,8 @@ mod tests {
             partition: "aws".into(),
             stack: "demo".into(),
             tags: [(OWNERSHIP_TAG.to_owned(), "demo".to_owned())].into(),
-            versioned: role == BucketRole::Raw,
+            versioned: role != BucketRole::Refined,
+            noncurrent_days: (role != BucketRole::Refined).then_some(7),
         }
     }
 
@@ -687,6 +758,7 @@ mod tests {
                 .unwrap(),
         ];
         rules.extend(abort_multipart_rule());
+        rules.extend(spec.noncurrent_days.and_then(noncurrent_rule));
         Observed {
             other_account: false,
             tags: spec.tags.clone(),
@@ -699,6 +771,7 @@ mod tests {
             ]})),
             lifecycle_rules: rules,
             versioning: Some("Enabled".into()),
+            pristine: false,
         }
     }
 
@@ -716,10 +789,64 @@ mod tests {
                 "object_ownership",
                 "policy.deny_insecure_transport",
                 "lifecycle.abort_incomplete_multipart_days",
+                "lifecycle.noncurrent_version_expiration_days",
                 "versioning"
             ]
         );
         assert!(changes[0].is_create());
+    }
+
+    #[test]
+    fn both_lifecycle_changes_carry_the_whole_document() {
+        let s = spec(BucketRole::Raw);
+        let changes = diff(&s, None);
+        let docs: Vec<Vec<String>> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::AbortMultipartLifecycle { rules, .. }
+                | Change::NoncurrentExpiration { rules, .. } => Some(
+                    rules
+                        .iter()
+                        .map(|r| r.id().unwrap_or_default().to_owned())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0], [LIFECYCLE_RULE_ID, NONCURRENT_RULE_ID]);
+        assert_eq!(
+            docs[0], docs[1],
+            "either one, put alone, is the whole document"
+        );
+    }
+
+    #[test]
+    fn the_noncurrent_expiry_follows_the_config_and_leaves_refined_alone() {
+        let s = spec(BucketRole::Ingest);
+        let mut o = converged(&s);
+        let longer = Spec {
+            noncurrent_days: Some(30),
+            ..s.clone()
+        };
+        let changes = diff(&longer, Some(&o));
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            changes[0].describe(),
+            PropertyChange::update("lifecycle.noncurrent_version_expiration_days", "7", "30")
+        );
+        // The refined bucket has no rule of ours; one left from before is removed.
+        let refined = spec(BucketRole::Refined);
+        o.versioning = None;
+        let changes = diff(&refined, Some(&o));
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        let Change::NoncurrentExpiration {
+            new: None, rules, ..
+        } = &changes[0]
+        else {
+            panic!("{changes:?}");
+        };
+        assert!(rules.iter().all(|r| r.id() != Some(NONCURRENT_RULE_ID)));
     }
 
     #[test]
@@ -731,8 +858,14 @@ mod tests {
     }
 
     #[test]
-    fn versioning_is_only_required_on_raw() {
-        let s = spec(BucketRole::Ingest);
+    fn versioning_is_required_on_ingest_and_raw_only() {
+        for role in [BucketRole::Ingest, BucketRole::Raw] {
+            let s = spec(role);
+            let mut o = converged(&s);
+            o.versioning = None;
+            assert_eq!(diff(&s, Some(&o)).len(), 1, "{role}");
+        }
+        let s = spec(BucketRole::Refined);
         let mut o = converged(&s);
         o.versioning = None;
         assert_eq!(diff(&s, Some(&o)), vec![]);
@@ -758,7 +891,12 @@ mod tests {
             }),
             ("policy.deny_insecure_transport", |o| o.policy = None),
             ("lifecycle.abort_incomplete_multipart_days", |o| {
-                o.lifecycle_rules.truncate(1)
+                o.lifecycle_rules
+                    .retain(|r| r.id() != Some(LIFECYCLE_RULE_ID))
+            }),
+            ("lifecycle.noncurrent_version_expiration_days", |o| {
+                o.lifecycle_rules
+                    .retain(|r| r.id() != Some(NONCURRENT_RULE_ID))
             }),
             ("versioning", |o| o.versioning = Some("Suspended".into())),
         ];
@@ -783,9 +921,10 @@ mod tests {
                     assert!(policy::statement(&document, "Theirs").is_some());
                     assert!(policy::statement(&document, TLS_ONLY_SID).is_some());
                 }
-                Change::AbortMultipartLifecycle { rules, .. } => {
+                Change::AbortMultipartLifecycle { rules, .. }
+                | Change::NoncurrentExpiration { rules, .. } => {
                     let ids: Vec<_> = rules.iter().map(|r| r.id().unwrap_or_default()).collect();
-                    assert_eq!(ids, ["theirs", LIFECYCLE_RULE_ID]);
+                    assert_eq!(ids, ["theirs", LIFECYCLE_RULE_ID, NONCURRENT_RULE_ID]);
                 }
                 other => panic!("unexpected {other:?}"),
             }

@@ -26,15 +26,26 @@ pub struct Grants {
     pub failed_events_queue_arn: Option<String>,
 }
 
-/// The least-privilege inline policy: read the ingest objects, write (and abort multipart
-/// uploads to) raw and refined, send to the failed-events queue. Nothing else.
+/// The least-privilege inline policy, each grant for one thing the function does:
+///
+/// - read the version of an ingest object its event names (`s3:GetObject`,
+///   `s3:GetObjectVersion`), and list the ingest bucket so a version that is gone reads as
+///   `NoSuchKey`/404 (the function then writes nothing) rather than `AccessDenied`;
+/// - write (and abort multipart uploads to) raw and refined;
+/// - read the stamps of the refined outputs it may replace (`HeadObject` is `s3:GetObject`),
+///   and list the refined bucket so a missing output is a 404: the newest-version-wins check;
+/// - put a permanent failure in the failed-events queue (`sqs:GetQueueUrl` finds it from its
+///   ARN; `sqs:SendMessage` is also what Lambda's on-failure destination uses).
+///
+/// Nothing else: no delete, no wildcard action.
 pub fn function_policy(g: &Grants) -> Value {
-    let objects = |bucket: &str| format!("arn:{}:s3:::{bucket}/*", g.partition);
+    let bucket = |name: &str| format!("arn:{}:s3:::{name}", g.partition);
+    let objects = |name: &str| format!("arn:{}:s3:::{name}/*", g.partition);
     let mut statements = vec![
         json!({
-            "Sid": "ReadIngestObjects",
+            "Sid": "ReadIngestVersions",
             "Effect": "Allow",
-            "Action": ["s3:GetObject"],
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
             "Resource": [objects(&g.ingest_bucket)]
         }),
         json!({
@@ -43,12 +54,24 @@ pub fn function_policy(g: &Grants) -> Value {
             "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
             "Resource": [objects(&g.raw_bucket), objects(&g.refined_bucket)]
         }),
+        json!({
+            "Sid": "ReadOutputStamps",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [objects(&g.refined_bucket)]
+        }),
+        json!({
+            "Sid": "TellMissingFromDenied",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [bucket(&g.ingest_bucket), bucket(&g.refined_bucket)]
+        }),
     ];
     if let Some(queue) = &g.failed_events_queue_arn {
         statements.push(json!({
             "Sid": "RouteFailedEvents",
             "Effect": "Allow",
-            "Action": ["sqs:SendMessage"],
+            "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
             "Resource": [queue]
         }));
     }
@@ -521,46 +544,45 @@ pub(crate) mod tests {
     fn rendered_policy_is_least_privilege() {
         let g = grants();
         let document = function_policy(&g);
-        let allowed_resources = [
-            "arn:aws:s3:::demo-ingest/*",
-            "arn:aws:s3:::demo-raw/*",
-            "arn:aws:s3:::demo-refined/*",
-            "arn:aws:sqs:us-east-1:000000000000:demo-failed-events",
-        ];
         let statements = document["Statement"].as_array().unwrap();
-        assert!(!statements.is_empty());
+        let mut granted = std::collections::BTreeSet::new();
         for statement in statements {
             assert_eq!(statement["Effect"], "Allow");
             assert!(statement.get("NotAction").is_none() && statement.get("NotResource").is_none());
+            assert!(statement.get("Condition").is_none());
             for action in statement["Action"].as_array().unwrap() {
                 let action = action.as_str().unwrap();
                 assert!(!action.contains('*'), "wildcard action {action}");
                 assert!(!action.starts_with("s3:Delete"), "delete action {action}");
-                assert!(
-                    [
-                        "s3:GetObject",
-                        "s3:PutObject",
-                        "s3:AbortMultipartUpload",
-                        "sqs:SendMessage"
-                    ]
-                    .contains(&action),
-                    "unexpected action {action}"
-                );
-            }
-            for resource in statement["Resource"].as_array().unwrap() {
-                let resource = resource.as_str().unwrap();
-                assert!(
-                    allowed_resources.contains(&resource),
-                    "resource outside the stack: {resource}"
-                );
+                for resource in statement["Resource"].as_array().unwrap() {
+                    granted.insert((action.to_owned(), resource.as_str().unwrap().to_owned()));
+                }
             }
         }
-        // Reads only from ingest; writes only to raw and refined.
-        assert_eq!(
-            policy::statement(&document, "ReadIngestObjects").unwrap()["Resource"],
-            json!(["arn:aws:s3:::demo-ingest/*"])
-        );
-        let writes = &policy::statement(&document, "WriteOutputs").unwrap()["Resource"];
-        assert!(!writes.to_string().contains("demo-ingest"));
+        // Exactly these (action, resource) pairs: nothing on raw but writes, no listing of
+        // raw, nothing outside the stack.
+        let want: std::collections::BTreeSet<(String, String)> = [
+            ("s3:GetObject", "arn:aws:s3:::demo-ingest/*"),
+            ("s3:GetObjectVersion", "arn:aws:s3:::demo-ingest/*"),
+            ("s3:ListBucket", "arn:aws:s3:::demo-ingest"),
+            ("s3:PutObject", "arn:aws:s3:::demo-raw/*"),
+            ("s3:AbortMultipartUpload", "arn:aws:s3:::demo-raw/*"),
+            ("s3:PutObject", "arn:aws:s3:::demo-refined/*"),
+            ("s3:AbortMultipartUpload", "arn:aws:s3:::demo-refined/*"),
+            ("s3:GetObject", "arn:aws:s3:::demo-refined/*"),
+            ("s3:ListBucket", "arn:aws:s3:::demo-refined"),
+            (
+                "sqs:GetQueueUrl",
+                "arn:aws:sqs:us-east-1:000000000000:demo-failed-events",
+            ),
+            (
+                "sqs:SendMessage",
+                "arn:aws:sqs:us-east-1:000000000000:demo-failed-events",
+            ),
+        ]
+        .into_iter()
+        .map(|(a, r)| (a.to_owned(), r.to_owned()))
+        .collect();
+        assert_eq!(granted, want);
     }
 }

@@ -4,7 +4,9 @@
 #   scripts/bench.sh deploy     fresh `up`, `plan`, no-op `up`, `down --purge` against ministack: time, peak RSS
 #   scripts/bench.sh pipeline   a 1M-row file through the local pipeline: upload start → both outputs, function peak RSS
 #   scripts/bench.sh function   the real handler over a generated 1 GiB object (30 ms per upload call): peak RSS, throughput
-#   scripts/bench.sh            all four
+#   scripts/bench.sh budget     the handler's CPU seconds per GiB (in-memory input and store, no latency): shared::budget's source
+#   scripts/bench.sh bigfile    a 20M-row (~1.8 GB) file through the local pipeline as shipped: first attempt, time, function peak RSS
+#   scripts/bench.sh            check, deploy, pipeline, function, budget (bigfile only when asked: ~3 min, several GB of RAM)
 # Release builds; generated data under bench-data/ (ignored by git). Needs `make setup`
 # (and the x86_64 function zip for deploy/pipeline: `make build-local`).
 set -euo pipefail
@@ -139,12 +141,58 @@ bench_function() {
   done
 }
 
+bench_budget() {
+  echo "== budget: CPU seconds per GiB of the handler's processing (512 MiB preloaded, no latency), Parquet on and off"
+  cargo build -q --release -p function --example flat_memory
+  for parquet in on off; do
+    for i in 1 2 3; do
+      echo "parquet $parquet, run $i: $(target/release/examples/flat_memory --size-mb 512 --latency-ms 0 --parquet "$parquet" --preload | grep '^cpu')"
+    done
+  done
+}
+
+bench_bigfile() {
+  echo "== bigfile: a 20,000,000-row file through the local pipeline (config/local.toml as shipped)"
+  generate 20000000 "$DATA/users-20m.csv"
+  with_emulator
+  local cfg=config/local.toml ep="$AWS_ENDPOINT_URL"
+  "$DEPLOYER" --config $cfg up >/dev/null
+  local ingest raw refined size key="bench/big-$$/users-20m.csv"
+  ingest=$(awk -F'"' '/^ingest/ {print $2}' $cfg)
+  raw=$(awk -F'"' '/^raw/ {print $2}' $cfg)
+  refined=$(awk -F'"' '/^refined/ {print $2}' $cfg)
+  size=$(stat -c %s "$DATA/users-20m.csv")
+  "$DEPLOYER" --config $cfg plan | grep '^Largest file'
+  local start upload_done end
+  start=$(now_s)
+  curl -fsS -o /dev/null -T "$DATA/users-20m.csv" "$ep/$ingest/$key"
+  upload_done=$(now_s)
+  local deadline=$(( $(date +%s) + 900 ))
+  until curl -fsS "$ep/$refined?list-type=2&prefix=refined/" | grep -q "bench/big-$$/rejected/users-20m_rejected.csv"; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "bigfile: outputs not there after 900 s" >&2; exit 1; }
+    sleep 1
+  done
+  end=$(now_s)
+  # Every attempt makes a raw copy, a new version of the raw key: one version, one attempt.
+  local attempts
+  attempts=$(curl -fsS "$ep/$raw?versions&prefix=bench/big-$$/" | grep -o '<Version>' | wc -l)
+  echo "$((size / 1000000)) MB: upload $(awk "BEGIN{printf \"%.1f\", $upload_done-$start}") s, upload start → all outputs $(awk "BEGIN{printf \"%.1f\", $end-$start}") s, processing attempts (raw versions): $attempts"
+  local pid
+  pid=$(pgrep -f "ministack-provided-code-$EMULATOR_PORT/.*/bootstrap" | head -n 1 || true)
+  if [ -n "$pid" ]; then
+    echo "function process $pid: peak RSS $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/"$pid"/status)"
+  fi
+  "$DEPLOYER" --config $cfg down --purge >/dev/null
+}
+
 build
 case "${1:-all}" in
   check) bench_check ;;
   deploy) bench_deploy ;;
   pipeline) bench_pipeline ;;
   function) bench_function ;;
-  all) bench_check; bench_deploy; (bench_pipeline); bench_function ;;
-  *) echo "usage: $0 [check|deploy|pipeline|function]" >&2; exit 2 ;;
+  budget) bench_budget ;;
+  bigfile) bench_bigfile ;;
+  all) bench_check; bench_deploy; (bench_pipeline); bench_function; bench_budget ;;
+  *) echo "usage: $0 [check|deploy|pipeline|function|budget|bigfile]" >&2; exit 2 ;;
 esac

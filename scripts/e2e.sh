@@ -10,7 +10,13 @@ export EMULATOR_PORT="${E2E_PORT:-4567}"
 ENDPOINT="http://127.0.0.1:$EMULATOR_PORT"
 export AWS_ENDPOINT_URL="$ENDPOINT"   # the deployer's override of the config's endpoint
 export CSV_INGEST_TEST_ENDPOINT="$ENDPOINT"
-CONFIG="${CONFIG:-config/local.toml}"
+# The shipped local config with a notification prefix, as config/aws.example.toml has one:
+# smoke must upload under it (and the benchmark file goes there too).
+mkdir -p .run
+CONFIG=.run/e2e-local.toml
+sed 's|^\[notification\]$|[notification]\nprefix = "incoming/"|' "${BASE_CONFIG:-config/local.toml}" >"$CONFIG"
+grep -q '^prefix = "incoming/"' "$CONFIG" || { echo "e2e: could not add the prefix to $CONFIG" >&2; exit 1; }
+PREFIX=incoming/
 DEPLOYER=(cargo run -q -p deployer -- --config "$CONFIG")
 
 step() { printf '\n== e2e: %s\n' "$*"; }
@@ -31,11 +37,24 @@ step "pipeline tests with the real function: replays, versions out of order, lon
 CSV_INGEST_TEST_ARTIFACT="$PWD/target/lambda-x86_64/bootstrap/bootstrap.zip" \
   cargo test -q -p deployer --test pipeline -- --ignored --nocapture
 
+if [ -n "${SKIP_ARM64:-}" ]; then
+  step "the arm64 artifact under qemu-user: skipped (SKIP_ARM64 is set)"
+else
+  step "the arm64 artifact under qemu-user: a few files, outputs equal to deployer check"
+  CSV_INGEST_TEST_ARTIFACT="$PWD/target/lambda-x86_64/bootstrap/bootstrap.zip" \
+  CSV_INGEST_TEST_ARM64_ZIP="$PWD/target/lambda-arm64/bootstrap/bootstrap.zip" \
+    cargo test -q -p deployer --test arm64 -- --ignored --nocapture
+fi
+
 step "up from empty"
 "${DEPLOYER[@]}" up
 
-step "smoke: upload the sample, verify raw, refined and curated outputs (kept for the query)"
-"${DEPLOYER[@]}" --output json smoke --timeout 60s --keep >.run/e2e-smoke.json
+step "smoke (default timeout) under the notification prefix: upload the sample, verify raw, refined and curated outputs (kept for the query)"
+"${DEPLOYER[@]}" --output json smoke --keep >.run/e2e-smoke.json
+python3 -c '
+import json
+key = json.load(open(".run/e2e-smoke.json"))["key"]
+assert key.startswith("incoming/smoke/") and key.endswith(".csv"), key'
 partition=$(python3 -c '
 import json, re, sys
 checks = json.load(open(".run/e2e-smoke.json"))["checks"]
@@ -58,10 +77,10 @@ cargo run -q -p shared --example gen_users -- 1000000 >.run/e2e-users-1m.csv
 ingest=$(awk -F'"' '/^ingest/ {print $2}' "$CONFIG")
 refined=$(awk -F'"' '/^refined/ {print $2}' "$CONFIG")
 start=$(date +%s.%N)
-curl -fsS -o /dev/null -T .run/e2e-users-1m.csv "$ENDPOINT/$ingest/bench/users-1m.csv"
+curl -fsS -o /dev/null -T .run/e2e-users-1m.csv "$ENDPOINT/$ingest/${PREFIX}bench/users-1m.csv"
 deadline=$(( $(date +%s) + 120 ))
 # The rejected CSV is committed last: once it is listed, every output of the file exists.
-until curl -fsS "$ENDPOINT/$refined?list-type=2&prefix=refined/" | grep -q 'bench/rejected/users-1m_rejected.csv'; do
+until curl -fsS "$ENDPOINT/$refined?list-type=2&prefix=refined/" | grep -q "${PREFIX}bench/rejected/users-1m_rejected.csv"; do
   [ "$(date +%s)" -lt "$deadline" ] || fail "the benchmark file's outputs did not appear within 120 s"
   sleep 0.2
 done

@@ -36,6 +36,8 @@ pub struct Aws {
     pub sqs: aws_sdk_sqs::Client,
     pub glue: aws_sdk_glue::Client,
     pub athena: aws_sdk_athena::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub calls: CallLog,
     pub endpoint: Option<String>,
     /// The region the clients target (for messages about resources found elsewhere).
@@ -114,6 +116,16 @@ impl Aws {
             ),
             athena: aws_sdk_athena::Client::from_conf(
                 aws_sdk_athena::config::Builder::from(sdk)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            sns: aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(sdk)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
+                aws_sdk_cloudwatch::config::Builder::from(sdk)
                     .interceptor(calls.clone())
                     .build(),
             ),

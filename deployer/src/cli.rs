@@ -37,15 +37,48 @@ pub enum Command {
     },
     /// Upload the sample file and verify the deployed pipeline's outputs.
     Smoke {
-        /// How long to wait for the outputs.
-        #[arg(long, value_parser = parse_duration, default_value = "60s")]
-        timeout: Duration,
+        /// How long to wait for the outputs (default 180s on AWS, time for one Lambda retry;
+        /// 60s on an endpoint).
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
         /// Leave the uploaded file and the outputs in place.
         #[arg(long)]
         keep: bool,
     },
-    /// Show what exists, whether it is ours, key properties and the failed-events queue depth.
+    /// Show what exists, whether it is ours, key properties, alarms and the failed-events queue depth.
     Status,
+    /// List the failed events (file, version, when, why) without taking them off the queue.
+    Failed,
+    /// Run failed events again (their cause fixed): invoke the function with each original
+    /// event, then delete its message.
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["all", "keys"]))]
+    Redrive {
+        /// Every failed event.
+        #[arg(long)]
+        all: bool,
+        /// Only the events of these object keys (as in the bucket, not URL-encoded).
+        keys: Vec<String>,
+        /// Say what would be redriven; invoke and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run files already in the ingest bucket through the function again (e.g. after a
+    /// contract change); their outputs are rewritten in place.
+    #[command(group = clap::ArgGroup::new("files").required(true).args(["key", "prefix"]))]
+    Reprocess {
+        /// An object key of the ingest bucket (repeatable).
+        #[arg(long)]
+        key: Vec<String>,
+        /// Every object under this prefix ("" for the whole bucket).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only objects last modified at or after this (YYYY-MM-DD or a timestamp).
+        #[arg(long)]
+        since: Option<String>,
+        /// List the files; invoke nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the function's recent log events.
     Logs {
         /// How far back to start.
@@ -130,6 +163,9 @@ impl Command {
             Command::Down { .. } => "down",
             Command::Smoke { .. } => "smoke",
             Command::Status => "status",
+            Command::Failed => "failed",
+            Command::Redrive { .. } => "redrive",
+            Command::Reprocess { .. } => "reprocess",
             Command::Logs { .. } => "logs",
             Command::Query { .. } => "query",
             Command::Artifact { .. } => "artifact",
@@ -206,6 +242,23 @@ mod tests {
         assert!(matches!(
             cli.command,
             Command::Query { sql: Some(ref s), counts: false, timeout } if s == "SELECT 1" && timeout == Duration::from_secs(120)
+        ));
+    }
+
+    #[test]
+    fn redrive_and_reprocess_need_a_selection() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map_err(|e| e.to_string());
+        assert!(parse(&["deployer", "redrive"]).is_err());
+        assert!(parse(&["deployer", "redrive", "--all", "a.csv"]).is_err());
+        assert!(matches!(
+            parse(&["deployer", "redrive", "in/a b.csv", "--dry-run"]).unwrap().command,
+            Command::Redrive { all: false, ref keys, dry_run: true } if keys == &["in/a b.csv"]
+        ));
+        assert!(parse(&["deployer", "reprocess"]).is_err());
+        assert!(parse(&["deployer", "reprocess", "--key", "a", "--prefix", "p"]).is_err());
+        assert!(matches!(
+            parse(&["deployer", "reprocess", "--prefix", "in/", "--since", "2025-06-24"]).unwrap().command,
+            Command::Reprocess { ref prefix, ref since, .. } if prefix.as_deref() == Some("in/") && since.as_deref() == Some("2025-06-24")
         ));
     }
 

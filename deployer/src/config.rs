@@ -33,6 +33,7 @@ pub struct Config {
     pub notification: NotificationFilter,
     pub catalog: CatalogSettings,
     pub outputs: Outputs,
+    pub alerts: Alerts,
     /// Extra tags for every resource; never contains the ownership tag.
     pub tags: BTreeMap<String, String>,
 }
@@ -152,6 +153,36 @@ pub struct Outputs {
     pub parquet: bool,
 }
 
+/// Who is told when a file fails or the function errs: an SNS topic and CloudWatch alarms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alerts {
+    /// `false` removes the topic and the alarms.
+    pub enabled: bool,
+    /// Email subscriptions of the topic (each confirms by email before it receives anything).
+    pub email: Vec<String>,
+    /// Alarm when the rejected share of the records of an hour exceeds this.
+    pub rejected_ratio: Option<Ratio>,
+}
+
+/// A number strictly between 0 and 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ratio(f64);
+
+// Only finite values in (0, 1) are ever built, so equality is total.
+impl Eq for Ratio {}
+
+impl Ratio {
+    pub fn value(self) -> f64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Ratio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// The partition projection start when the config names none.
 pub const DEFAULT_PROJECTION_START: &str = "2025-01-01";
 
@@ -193,6 +224,8 @@ struct RawConfig {
     catalog: RawCatalog,
     #[serde(default)]
     outputs: RawOutputs,
+    #[serde(default)]
+    alerts: RawAlerts,
     #[serde(default)]
     tags: BTreeMap<String, String>,
 }
@@ -260,6 +293,30 @@ struct RawCatalog {
     database: Option<String>,
     workgroup: Option<String>,
     projection_start: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default)]
+    email: Vec<String>,
+    rejected_ratio: Option<f64>,
+}
+
+impl Default for RawAlerts {
+    fn default() -> Self {
+        RawAlerts {
+            enabled: true,
+            email: Vec::new(),
+            rejected_ratio: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,6 +436,7 @@ impl Checker<'_> {
             return Err(self.err("tags", "has more than 40 entries; S3 allows 50 tags per bucket and the deployer needs some"));
         }
         let catalog = self.catalog(raw.catalog, &stack)?;
+        let alerts = self.alerts(raw.alerts)?;
         Ok(Config {
             source: self.path.to_owned(),
             stack,
@@ -388,6 +446,7 @@ impl Checker<'_> {
             function,
             notification,
             catalog,
+            alerts,
             outputs: Outputs {
                 parquet: raw.outputs.parquet,
             },
@@ -440,6 +499,56 @@ impl Checker<'_> {
             ));
         }
         Ok(buckets)
+    }
+
+    fn alerts(&self, raw: RawAlerts) -> Result<Alerts, ConfigError> {
+        let mut email = Vec::new();
+        for (i, address) in raw.email.into_iter().enumerate() {
+            let field = format!("alerts.email[{i}]");
+            let trimmed = address.trim();
+            let ok = trimmed.len() <= 254
+                && !trimmed.contains(char::is_whitespace)
+                && trimmed
+                    .split_once('@')
+                    .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+            if !ok {
+                return Err(self.err(
+                    &field,
+                    format!("is {address:?}: expected an email address like oncall@example.com"),
+                ));
+            }
+            if email
+                .iter()
+                .any(|e: &String| e.eq_ignore_ascii_case(trimmed))
+            {
+                return Err(self.err(
+                    &field,
+                    format!("is {address:?} again: list each address once"),
+                ));
+            }
+            email.push(trimmed.to_owned());
+        }
+        let rejected_ratio = match raw.rejected_ratio {
+            None => None,
+            Some(r) if r.is_finite() && r > 0.0 && r < 1.0 => Some(Ratio(r)),
+            Some(r) => {
+                return Err(self.err(
+                    "alerts.rejected_ratio",
+                    format!("is {r}: a share of the records between 0 and 1, like 0.2; leave it out for no such alarm"),
+                ));
+            }
+        };
+        if !raw.enabled && (!email.is_empty() || rejected_ratio.is_some()) {
+            return Err(self.err(
+                "alerts.enabled",
+                "is false but alerts.email or alerts.rejected_ratio is set: remove them, or enable alerts",
+            ));
+        }
+        Ok(Alerts {
+            enabled: raw.enabled,
+            email,
+            rejected_ratio,
+        })
     }
 
     fn catalog(&self, raw: RawCatalog, stack: &str) -> Result<CatalogSettings, ConfigError> {
@@ -802,6 +911,23 @@ artifact = "../target/lambda-x86_64/bootstrap/bootstrap.zip"
             }
         );
         assert!(c.outputs.parquet);
+        assert_eq!(
+            c.alerts,
+            Alerts {
+                enabled: true,
+                email: vec![],
+                rejected_ratio: None
+            }
+        );
+    }
+
+    #[test]
+    fn alerts_can_be_set() {
+        let c = with("[alerts]\nemail = [\"oncall@example.com\", \"data@example.org\"]\nrejected_ratio = 0.25").unwrap();
+        assert_eq!(c.alerts.email, ["oncall@example.com", "data@example.org"]);
+        assert_eq!(c.alerts.rejected_ratio.map(Ratio::value), Some(0.25));
+        let off = with("[alerts]\nenabled = false").unwrap();
+        assert!(!off.alerts.enabled);
     }
 
     #[test]
@@ -936,6 +1062,27 @@ artifact = "../target/lambda-x86_64/bootstrap/bootstrap.zip"
             ("[catalog]\nbucket = \"x\"", "unknown field `bucket`"),
             ("[outputs]\nparquet = \"yes\"", "config/test.toml:12:"),
             ("[outputs]\norc = true", "unknown field `orc`"),
+            (
+                "[alerts]\nemail = [\"not an address\"]",
+                "`alerts.email[0]` is \"not an address\": expected an email address",
+            ),
+            (
+                "[alerts]\nemail = [\"a@b.io\", \"A@B.io\"]",
+                "`alerts.email[1]` is \"A@B.io\" again",
+            ),
+            (
+                "[alerts]\nrejected_ratio = 1.5",
+                "`alerts.rejected_ratio` is 1.5",
+            ),
+            (
+                "[alerts]\nrejected_ratio = 0",
+                "`alerts.rejected_ratio` is 0",
+            ),
+            (
+                "[alerts]\nenabled = false\nemail = [\"a@b.io\"]",
+                "`alerts.enabled` is false but",
+            ),
+            ("[alerts]\npager = true", "unknown field `pager`"),
             (
                 "[bogus]\nx = 1",
                 "config/test.toml:11: unknown field `bogus`",

@@ -59,6 +59,32 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Status => deployer::status::run(&config()?, output).await.map(|()| 0),
+        Command::Failed => deployer::failed::run(&config()?, output).await.map(|()| 0),
+        Command::Redrive { all, keys, dry_run } => {
+            let selection = if all {
+                deployer::redrive::Selection::All
+            } else {
+                deployer::redrive::Selection::Keys(keys)
+            };
+            deployer::redrive::run(&config()?, output, selection, dry_run).await
+        }
+        Command::Reprocess {
+            key,
+            prefix,
+            since,
+            dry_run,
+        } => {
+            let since = since
+                .as_deref()
+                .map(deployer::reprocess::parse_since)
+                .transpose()?;
+            let files = match prefix {
+                Some(p) => deployer::reprocess::Files::Prefix(p),
+                None => deployer::reprocess::Files::Keys(key),
+            };
+            let config = config()?;
+            deployer::reprocess::run(&config, output, files, since, dry_run).await
+        }
         Command::Logs { since, follow } => deployer::logs::run(&config()?, output, since, follow)
             .await
             .map(|()| 0),

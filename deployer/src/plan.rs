@@ -88,6 +88,10 @@ pub trait Describe {
     fn is_create(&self) -> bool {
         false
     }
+    /// Whether this change removes the resource (the config no longer wants it).
+    fn is_delete(&self) -> bool {
+        false
+    }
 }
 
 /// Everything planned for one resource.
@@ -113,6 +117,8 @@ impl ResourcePlan {
             Action::Unchanged
         } else if changes.iter().any(Describe::is_create) {
             Action::Create
+        } else if changes.iter().any(Describe::is_delete) {
+            Action::Delete
         } else {
             Action::Update
         };

@@ -8,14 +8,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use serde::Serialize;
 use shared::output::{CsvOutputs, parse_clean_csv, parse_rejected_csv};
 use shared::{OutputKeys, Processor, Reason, Timestamp};
 
 use crate::aws::{Aws, error_code, sdk_error};
 use crate::commands::connect;
-use crate::config::Config;
+use crate::config::{Config, NotificationFilter};
 use crate::report::{Output, Reporter, print_json};
 
 /// The repository's sample: 4 rows, 2 clean, 2 rejected.
@@ -62,16 +61,26 @@ fn expected_outputs() -> Result<Expected> {
     })
 }
 
-/// A key unique to this run, with a space on purpose: S3 events URL-encode it.
-fn smoke_key() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    format!(
-        "smoke/{}-{}/users sample.csv",
-        now.as_millis(),
-        std::process::id()
-    )
+/// A key unique to this run, with a space on purpose (S3 events URL-encode it), under the
+/// notification's prefix and ending with its suffix, so the deployed notification fires for
+/// it whatever the filter.
+fn smoke_key(filter: &NotificationFilter, unique: &str) -> String {
+    let prefix = filter.prefix.as_deref().unwrap_or_default();
+    let name = match filter.suffix.as_deref() {
+        Some(suffix) => format!("users sample{suffix}"),
+        None => "users sample.csv".to_owned(),
+    };
+    format!("{prefix}smoke/{unique}/{name}")
+}
+
+/// How long smoke waits for the outputs when `--timeout` is not given: on AWS long enough for
+/// Lambda's first retry of an invocation (IAM propagation can deny the first one, and the
+/// retry comes about a minute later); on an emulator a minute.
+pub fn default_timeout(endpoint: Option<&str>) -> Duration {
+    match endpoint {
+        None => Duration::from_secs(180),
+        Some(_) => Duration::from_secs(60),
+    }
 }
 
 /// The output keys for every hour the object's event time can fall in.
@@ -82,7 +91,9 @@ fn candidate_keys(key: &str, from: SystemTime, to: SystemTime) -> Vec<OutputKeys
             .unwrap_or_default()
     };
     let mut keys: Vec<OutputKeys> = Vec::new();
-    let (start, end) = (secs(from) - 5, secs(to) + 5);
+    // `LastModified` is truncated to the second and `eventTime` has milliseconds: one second
+    // either side covers both.
+    let (start, end) = (secs(from) - 1, secs(to) + 1);
     let mut hour = start - start.rem_euclid(3600);
     while hour <= end {
         if let Some(t) = Timestamp::from_unix(hour.max(start), 0) {
@@ -96,14 +107,27 @@ fn candidate_keys(key: &str, from: SystemTime, to: SystemTime) -> Vec<OutputKeys
     keys
 }
 
-pub async fn run(config: &Config, output: Output, timeout: Duration, keep: bool) -> Result<()> {
+pub async fn run(
+    config: &Config,
+    output: Output,
+    timeout: Option<Duration>,
+    keep: bool,
+) -> Result<()> {
     let report = Reporter::new(output);
     let expected = expected_outputs()?;
+    let timeout = timeout.unwrap_or_else(|| default_timeout(config.target.endpoint.as_deref()));
     let (aws, _identity) = connect(config, &report).await?;
-    let key = smoke_key();
+    let unique = format!(
+        "{}-{}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+        std::process::id()
+    );
+    let key = smoke_key(&config.notification, &unique);
     let ingest = &config.buckets.ingest;
     report.line(format!("Uploading the sample to s3://{ingest}/{key}"));
-    let before = SystemTime::now();
     aws.s3
         .put_object()
         .bucket(ingest)
@@ -115,7 +139,22 @@ pub async fn run(config: &Config, output: Output, timeout: Duration, keep: bool)
         .map_err(sdk_error)
         .with_context(|| format!("uploading the smoke sample to s3://{ingest}/{key} (is the stack deployed? run `up`)"))?;
     let uploaded = Instant::now();
-    let candidates = candidate_keys(&key, before, SystemTime::now());
+    // The event time S3 gives the object is its creation time, which `LastModified` holds
+    // (to the second): the partition comes from it, not from this machine's clock.
+    let created = aws
+        .s3
+        .head_object()
+        .bucket(ingest)
+        .key(&key)
+        .send()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("reading s3://{ingest}/{key} back (HeadObject)"))?
+        .last_modified()
+        .and_then(|t| u64::try_from(t.secs()).ok())
+        .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap_or_else(SystemTime::now);
+    let candidates = candidate_keys(&key, created, created + Duration::from_secs(1));
     let checks = verify(
         &aws,
         config,
@@ -164,16 +203,117 @@ async fn verify(
     window: Window,
     report: &Reporter,
 ) -> Vec<Check> {
-    let Window { uploaded, timeout } = window;
-    let mut checks = Vec::new();
-    let mut record = |name: &str, passed: bool, detail: String| {
+    let mut checks = Checks {
+        uploaded: window.uploaded,
+        report,
+        done: Vec::new(),
+    };
+    let deadline = window.uploaded + window.timeout;
+    let refined = config.buckets.refined.as_str();
+    let raw = [(config.buckets.raw.as_str(), key.to_owned())];
+    let found = checks
+        .present("raw copy", &raw, aws, deadline, window.timeout)
+        .await;
+    if let Some((_, bytes)) = found {
+        checks.compare("raw copy equals the upload byte for byte", &bytes, SAMPLE);
+    }
+    let in_refined = |pick: fn(&OutputKeys) -> &String| -> Vec<(&str, String)> {
+        candidates
+            .iter()
+            .map(|k| (refined, pick(k).clone()))
+            .collect()
+    };
+    let cleaned = in_refined(|k| &k.cleaned);
+    if let Some((_, bytes)) = checks
+        .present("cleaned output", &cleaned, aws, deadline, window.timeout)
+        .await
+    {
+        let ids = parse_clean_csv(&bytes)
+            .map(|rows| rows.into_iter().map(|r| r.id).collect::<Vec<_>>())
+            .map_err(|e| e.to_string());
+        checks.record(
+            "cleaned rows re-validate clean (ids 1, 2)",
+            ids.as_ref().is_ok_and(|ids| ids == &["1", "2"]),
+            format!("ids {ids:?}"),
+        );
+        checks.compare(
+            "cleaned output equals local processing",
+            &bytes,
+            &expected.cleaned,
+        );
+    }
+    let rejected = in_refined(|k| &k.rejected);
+    if let Some((_, bytes)) = checks
+        .present("rejected output", &rejected, aws, deadline, window.timeout)
+        .await
+    {
+        let got = parse_rejected_csv(&bytes)
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| (r.original[0].clone(), r.reasons.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .map_err(|e| e.to_string());
+        let want = vec![
+            ("3".to_owned(), Reason::InvalidEmail.code().to_owned()),
+            ("4".to_owned(), Reason::UpdateBeforeCreate.code().to_owned()),
+        ];
+        checks.record(
+            "rejected rows are id 3 invalid_email and id 4 update_before_create",
+            got.as_ref().is_ok_and(|got| *got == want),
+            format!("{got:?}"),
+        );
+        checks.compare(
+            "rejected output equals local processing",
+            &bytes,
+            &expected.rejected,
+        );
+    }
+    // The Parquet copies under curated/, byte for byte (the writer is deterministic).
+    if config.outputs.parquet {
+        for (what, want, keys) in [
+            (
+                "clean parquet",
+                &expected.parquet_cleaned,
+                in_refined(|k| &k.parquet_cleaned),
+            ),
+            (
+                "rejected parquet",
+                &expected.parquet_rejected,
+                in_refined(|k| &k.parquet_rejected),
+            ),
+        ] {
+            if let Some((found, bytes)) = checks
+                .find(what, &keys, aws, deadline, window.timeout)
+                .await
+            {
+                checks.record(
+                    &format!("{what} equals local processing"),
+                    bytes == *want,
+                    format!("s3://{refined}/{found}"),
+                );
+            }
+        }
+    }
+    checks.done
+}
+
+/// The checks decided so far, each printed as it is decided.
+struct Checks<'a> {
+    uploaded: Instant,
+    report: &'a Reporter,
+    done: Vec<Check>,
+}
+
+impl Checks<'_> {
+    fn record(&mut self, name: &str, passed: bool, detail: String) {
         let check = Check {
             name: name.to_owned(),
             passed,
-            seconds: uploaded.elapsed().as_secs_f64(),
+            seconds: self.uploaded.elapsed().as_secs_f64(),
             detail,
         };
-        report.line(format!(
+        self.report.line(format!(
             "  {} {} ({:.2} s){}",
             if passed { "PASS" } else { "FAIL" },
             check.name,
@@ -184,164 +324,67 @@ async fn verify(
                 format!(": {}", check.detail)
             }
         ));
-        checks.push(check);
-    };
-    let deadline = uploaded + timeout;
-    let raw_bucket = &config.buckets.raw;
-    let refined = &config.buckets.refined;
-
-    // 1. The raw copy, byte for byte.
-    match poll(aws, &[(raw_bucket.as_str(), key.to_owned())], deadline).await {
-        Ok(Some((_, bytes))) => {
-            record("raw copy present", true, format!("s3://{raw_bucket}/{key}"));
-            let same = bytes == SAMPLE;
-            record(
-                "raw copy equals the upload byte for byte",
-                same,
-                if same {
-                    String::new()
-                } else {
-                    format!("{} bytes instead of {}", bytes.len(), SAMPLE.len())
-                },
-            );
-        }
-        Ok(None) => record(
-            "raw copy present",
-            false,
-            format!("s3://{raw_bucket}/{key} not there after {timeout:?}"),
-        ),
-        Err(e) => record("raw copy present", false, format!("{e:#}")),
+        self.done.push(check);
     }
 
-    // 2. The cleaned output, in the event-time partition.
-    let cleaned_keys: Vec<(&str, String)> = candidates
-        .iter()
-        .map(|k| (refined.as_str(), k.cleaned.clone()))
-        .collect();
-    match poll(aws, &cleaned_keys, deadline).await {
-        Ok(Some((found, bytes))) => {
-            record(
-                "cleaned output present",
-                true,
-                format!("s3://{refined}/{found}"),
-            );
-            match parse_clean_csv(&bytes) {
-                Ok(rows) => {
-                    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-                    record(
-                        "cleaned rows re-validate clean (ids 1, 2)",
-                        ids == ["1", "2"],
-                        format!("ids {ids:?}"),
-                    );
-                }
-                Err(e) => record(
-                    "cleaned rows re-validate clean (ids 1, 2)",
-                    false,
-                    e.to_string(),
-                ),
-            }
-            let same = bytes == expected.cleaned;
-            record(
-                "cleaned output equals local processing",
-                same,
-                String::new(),
-            );
-        }
-        Ok(None) => record(
-            "cleaned output present",
-            false,
-            format!("none of {cleaned_keys:?} appeared within {timeout:?}"),
-        ),
-        Err(e) => record("cleaned output present", false, format!("{e:#}")),
+    fn compare(&mut self, name: &str, got: &[u8], want: &[u8]) {
+        let detail = if got == want {
+            String::new()
+        } else {
+            format!("{} bytes instead of {}", got.len(), want.len())
+        };
+        self.record(name, got == want, detail);
     }
 
-    // 3. The rejected output: exactly rows 3 and 4, with their reasons.
-    let rejected_keys: Vec<(&str, String)> = candidates
-        .iter()
-        .map(|k| (refined.as_str(), k.rejected.clone()))
-        .collect();
-    match poll(aws, &rejected_keys, deadline).await {
-        Ok(Some((found, bytes))) => {
-            record(
-                "rejected output present",
-                true,
-                format!("s3://{refined}/{found}"),
-            );
-            match parse_rejected_csv(&bytes) {
-                Ok(rows) => {
-                    let got: Vec<(String, String)> = rows
-                        .iter()
-                        .map(|r| (r.original[0].clone(), r.reasons.to_string()))
-                        .collect();
-                    let want = vec![
-                        ("3".to_owned(), Reason::InvalidEmail.code().to_owned()),
-                        ("4".to_owned(), Reason::UpdateBeforeCreate.code().to_owned()),
-                    ];
-                    record(
-                        "rejected rows are id 3 invalid_email and id 4 update_before_create",
-                        got == want,
-                        format!("{got:?}"),
-                    );
-                }
-                Err(e) => record(
-                    "rejected rows are id 3 invalid_email and id 4 update_before_create",
-                    false,
-                    e.to_string(),
-                ),
-            }
-            let same = bytes == expected.rejected;
-            record(
-                "rejected output equals local processing",
-                same,
-                String::new(),
-            );
-        }
-        Ok(None) => record(
-            "rejected output present",
-            false,
-            format!("none of {rejected_keys:?} appeared within {timeout:?}"),
-        ),
-        Err(e) => record("rejected output present", false, format!("{e:#}")),
-    }
-
-    // 4. The Parquet copies under curated/, byte for byte (the writer is deterministic).
-    if config.outputs.parquet {
-        for (what, want, keys) in [
-            (
-                "clean parquet",
-                &expected.parquet_cleaned,
-                candidates
-                    .iter()
-                    .map(|k| k.parquet_cleaned.clone())
-                    .collect::<Vec<_>>(),
-            ),
-            (
-                "rejected parquet",
-                &expected.parquet_rejected,
-                candidates
-                    .iter()
-                    .map(|k| k.parquet_rejected.clone())
-                    .collect(),
-            ),
-        ] {
-            let keys: Vec<(&str, String)> =
-                keys.into_iter().map(|k| (refined.as_str(), k)).collect();
-            match poll(aws, &keys, deadline).await {
-                Ok(Some((found, bytes))) => record(
-                    &format!("{what} equals local processing"),
-                    bytes == *want,
-                    format!("s3://{refined}/{found}"),
-                ),
-                Ok(None) => record(
+    /// Waits for one of `keys`; records only a failure (the caller records what it checks).
+    async fn find(
+        &mut self,
+        what: &str,
+        keys: &[(&str, String)],
+        aws: &Aws,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Option<(String, Vec<u8>)> {
+        match poll(aws, keys, deadline).await {
+            Ok(Some(found)) => Some(found),
+            Ok(None) => {
+                let names: Vec<String> =
+                    keys.iter().map(|(b, k)| format!("s3://{b}/{k}")).collect();
+                self.record(
                     &format!("{what} present"),
                     false,
-                    format!("none of {keys:?} appeared within {timeout:?}"),
-                ),
-                Err(e) => record(&format!("{what} present"), false, format!("{e:#}")),
+                    format!("none of {names:?} appeared within {timeout:?}"),
+                );
+                None
+            }
+            Err(e) => {
+                self.record(&format!("{what} present"), false, format!("{e:#}"));
+                None
             }
         }
     }
-    checks
+
+    /// Waits for one of `keys` and records that it is present.
+    async fn present(
+        &mut self,
+        what: &str,
+        keys: &[(&str, String)],
+        aws: &Aws,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Option<(String, Vec<u8>)> {
+        let found = self.find(what, keys, aws, deadline, timeout).await?;
+        let bucket = keys
+            .iter()
+            .find(|(_, k)| *k == found.0)
+            .map_or("", |(b, _)| *b);
+        self.record(
+            &format!("{what} present"),
+            true,
+            format!("s3://{bucket}/{}", found.0),
+        );
+        Some(found)
+    }
 }
 
 /// Polls until one of `keys` exists (returning it and its bytes) or the deadline passes.
@@ -391,49 +434,8 @@ async fn cleanup(aws: &Aws, config: &Config, key: &str, candidates: &[OutputKeys
         targets.push((config.buckets.refined.as_str(), k.parquet_rejected.clone()));
     }
     for (bucket, key) in targets {
-        let versions = aws
-            .s3
-            .list_object_versions()
-            .bucket(bucket)
-            .prefix(&key)
-            .send()
+        crate::resources::bucket::delete_versions(aws, bucket, Some(&key))
             .await
-            .map_err(sdk_error)
-            .with_context(|| format!("cleaning up s3://{bucket}/{key}"))?;
-        let ids: Vec<ObjectIdentifier> = versions
-            .versions()
-            .iter()
-            .map(|v| (v.key(), v.version_id()))
-            .chain(
-                versions
-                    .delete_markers()
-                    .iter()
-                    .map(|m| (m.key(), m.version_id())),
-            )
-            .filter(|(k, _)| *k == Some(key.as_str()))
-            .filter_map(|(k, v)| {
-                ObjectIdentifier::builder()
-                    .set_key(k.map(str::to_owned))
-                    .set_version_id(v.filter(|v| *v != "null").map(str::to_owned))
-                    .build()
-                    .ok()
-            })
-            .collect();
-        if ids.is_empty() {
-            continue;
-        }
-        aws.s3
-            .delete_objects()
-            .bucket(bucket)
-            .delete(
-                Delete::builder()
-                    .set_objects(Some(ids))
-                    .quiet(true)
-                    .build()?,
-            )
-            .send()
-            .await
-            .map_err(sdk_error)
             .with_context(|| format!("cleaning up s3://{bucket}/{key}"))?;
     }
     Ok(())
@@ -455,6 +457,31 @@ mod tests {
         );
         let rejected = parse_rejected_csv(&e.rejected).unwrap();
         assert_eq!(rejected.len(), 2);
+    }
+
+    #[test]
+    fn the_smoke_key_is_under_the_notification_prefix_with_its_suffix() {
+        let filter = |prefix: Option<&str>, suffix: Option<&str>| NotificationFilter {
+            prefix: prefix.map(str::to_owned),
+            suffix: suffix.map(str::to_owned),
+        };
+        assert_eq!(
+            smoke_key(&filter(None, None), "1-2"),
+            "smoke/1-2/users sample.csv"
+        );
+        assert_eq!(
+            smoke_key(&filter(Some("incoming/"), Some(".csv")), "1-2"),
+            "incoming/smoke/1-2/users sample.csv"
+        );
+        assert_eq!(
+            smoke_key(&filter(Some("in-"), Some("_v1.CSV")), "1-2"),
+            "in-smoke/1-2/users sample_v1.CSV"
+        );
+        assert_eq!(default_timeout(None), Duration::from_secs(180));
+        assert_eq!(
+            default_timeout(Some("http://127.0.0.1:4566")),
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@ use crate::config::{BucketRole, Config};
 use crate::plan::{Describe, Plan, ResourcePlan};
 use crate::report::Reporter;
 use crate::resources::{
-    Deletion, athena, bucket, function, glue, invoke_config, log_group, notification, permission,
-    queue, role,
+    Deletion, alarms, athena, bucket, function, glue, invoke_config, log_group, notification,
+    permission, queue, role, topic,
 };
 
 /// Every resource as the config wants it.
@@ -39,6 +39,12 @@ pub struct Desired {
     /// `users` then `users_rejected` (`glue::TABLES`).
     pub tables: Vec<glue::TableSpec>,
     pub workgroup: athena::Spec,
+    /// The alerts topic's ARN, wanted or not (read so that switching alerts off removes it).
+    pub topic_arn: String,
+    /// The alerts topic; `None` when `alerts.enabled = false`.
+    pub topic: Option<topic::Spec>,
+    /// Every alarm the stack can have (`alarms::Alarm::ALL`), each wanted or not.
+    pub alarms: Vec<(alarms::Alarm, Option<alarms::Spec>)>,
 }
 
 /// Names of every resource, derived from the config alone (what `down` and `status` need).
@@ -57,6 +63,8 @@ pub struct Names {
     /// `glue::TABLES`.
     pub tables: Vec<String>,
     pub workgroup: String,
+    /// Every alarm name the stack can have.
+    pub alarms: Vec<String>,
 }
 
 impl Names {
@@ -78,7 +86,22 @@ impl Names {
             database: config.catalog.database.clone(),
             tables: glue::TABLES.iter().map(|t| (*t).to_owned()).collect(),
             workgroup: config.catalog.workgroup.clone(),
+            alarms: alarms::Alarm::ALL
+                .iter()
+                .map(|a| a.name(&config.stack))
+                .collect(),
         }
+    }
+
+    /// The alerts topic's ARN (whether or not alerts are on: `down` removes it either way).
+    pub fn topic_arn(&self, identity: &Identity) -> String {
+        format!(
+            "arn:{}:sns:{}:{}:{}",
+            identity.partition,
+            self.region,
+            identity.account,
+            topic::Spec::name_for_stack(&self.stack)
+        )
     }
 
     /// The ingest bucket's name (the one carrying our notification entry).
@@ -225,7 +248,16 @@ impl Desired {
                     PARQUET_OUTPUT_ENV.to_owned(),
                     if config.outputs.parquet { "on" } else { "off" }.to_owned(),
                 ),
-            ]),
+            ])
+            .into_iter()
+            .chain(
+                config
+                    .alerts
+                    .rejected_ratio
+                    .filter(|_| config.alerts.enabled)
+                    .map(|r| (alarms::REJECTED_RATIO_ENV.to_owned(), r.to_string())),
+            )
+            .collect(),
             tags: tags.clone(),
             code_sha256: artifact.code_sha256.clone(),
             zip_path: artifact.path.clone(),
@@ -274,6 +306,24 @@ impl Desired {
             tags: tags.clone(),
             ..names.workgroup_spec(identity)
         };
+        let topic_arn = names.topic_arn(identity);
+        let topic = config.alerts.enabled.then(|| topic::Spec {
+            name: topic::Spec::name_for_stack(&config.stack),
+            arn: topic_arn.clone(),
+            tags: tags.clone(),
+            email: config.alerts.email.iter().cloned().collect(),
+        });
+        let alarms = alarms::specs(&alarms::Inputs {
+            stack: &config.stack,
+            topic_arn: &topic_arn,
+            queue: &names.queue,
+            function: &config.function.name,
+            rejected_ratio: config.alerts.rejected_ratio,
+            tags: &tags,
+        })
+        .into_iter()
+        .map(|(alarm, spec)| (alarm, spec.filter(|_| config.alerts.enabled)))
+        .collect();
         let log_group = log_group::Spec {
             name: names.log_group.clone(),
             retention_days: config.function.log_retention_days,
@@ -292,6 +342,9 @@ impl Desired {
             database,
             tables,
             workgroup,
+            topic_arn,
+            topic,
+            alarms,
         }
     }
 }
@@ -317,6 +370,9 @@ pub struct Observed {
     /// One per `Desired::tables`; not read (so `None`) unless the database is ours.
     pub tables: Vec<Option<glue::TableObserved>>,
     pub workgroup: Option<athena::Observed>,
+    pub topic: Option<topic::Observed>,
+    /// By alarm name, those that exist.
+    pub alarms: BTreeMap<String, alarms::Observed>,
 }
 
 /// Reads everything concurrently.
@@ -384,6 +440,12 @@ pub async fn read(aws: &Aws, desired: &Desired) -> Result<Observed> {
         Box::pin(catalog),
         Box::pin(athena::read(aws, &desired.workgroup)),
     )?;
+    let topic_arn = desired.topic_arn.clone();
+    let alarm_names: Vec<String> = desired.alarms.iter().map(|(a, _)| a.name(stack)).collect();
+    let (topic, alarms) = tokio::try_join!(
+        Box::pin(topic::read(aws, &topic_arn, stack)),
+        Box::pin(alarms::read(aws, &alarm_names)),
+    )?;
     Ok(Observed {
         buckets,
         role,
@@ -396,6 +458,8 @@ pub async fn read(aws: &Aws, desired: &Desired) -> Result<Observed> {
         database,
         tables,
         workgroup,
+        topic,
+        alarms,
     })
 }
 
@@ -414,6 +478,9 @@ pub struct Changes {
     /// One per `Desired::tables`.
     pub tables: Vec<Vec<glue::TableChange>>,
     pub workgroup: Vec<athena::Change>,
+    pub topic: Vec<topic::Change>,
+    /// One per `Desired::alarms`.
+    pub alarms: Vec<Vec<alarms::Change>>,
 }
 
 /// Diffs every resource; returns the typed changes and the plan to show.
@@ -528,6 +595,37 @@ pub fn diff(desired: &Desired, observed: &Observed) -> (Changes, Plan) {
         |o| &o.tags,
         |o| athena::diff(&desired.workgroup, o),
     );
+    // The topic and alarms appear in the plan only when wanted or there (alerts off and
+    // nothing left to remove: nothing to say).
+    if desired.topic.is_some() || observed.topic.is_some() {
+        changes.topic = owned_diff(
+            &mut plans,
+            topic::KIND,
+            &topic::Spec::name_for_stack(stack),
+            stack,
+            observed.topic.as_ref(),
+            |o| &o.tags,
+            |o| topic::diff(desired.topic.as_ref(), o),
+        );
+    }
+    for (alarm, spec) in &desired.alarms {
+        let name = alarm.name(stack);
+        let there = observed.alarms.get(&name);
+        let c = if spec.is_some() || there.is_some() {
+            owned_diff(
+                &mut plans,
+                alarms::KIND,
+                &name,
+                stack,
+                there,
+                |o| &o.tags,
+                |o| alarms::diff(spec.as_ref(), o),
+            )
+        } else {
+            Vec::new()
+        };
+        changes.alarms.push(c);
+    }
     (changes, Plan::new(plans))
 }
 
@@ -700,6 +798,52 @@ pub async fn apply(
         notification::apply(aws, &desired.notification, &changes.notification),
     )
     .await?;
+    // Phase 5: who is told. The topic first (the alarms notify it), then the alarms.
+    apply_alerts(aws, desired, observed, changes, report).await
+}
+
+/// The alerts topic, then the alarms (concurrently); removals in the other order.
+async fn apply_alerts(
+    aws: &Aws,
+    desired: &Desired,
+    observed: &Observed,
+    changes: &Changes,
+    report: &Reporter,
+) -> Result<()> {
+    let topic_name = topic::Spec::name_for_stack(&desired.stack);
+    let topic = timed(
+        report,
+        ResourcePlan::from_changes(topic::KIND, topic_name.clone(), &changes.topic),
+        topic::apply(
+            aws,
+            desired.topic.as_ref(),
+            &desired.topic_arn,
+            &changes.topic,
+        ),
+    );
+    let alarms = desired
+        .alarms
+        .iter()
+        .zip(&changes.alarms)
+        .map(|((alarm, spec), c)| {
+            let name = alarm.name(&desired.stack);
+            let there = observed.alarms.get(&name);
+            async move {
+                timed(
+                    report,
+                    ResourcePlan::from_changes(alarms::KIND, name.clone(), c),
+                    alarms::apply(aws, &name, spec.as_ref(), there, c),
+                )
+                .await
+            }
+        });
+    if desired.topic.is_some() {
+        topic.await?;
+        try_join_all(alarms).await?;
+    } else {
+        try_join_all(alarms).await?;
+        topic.await?;
+    }
     Ok(())
 }
 
@@ -780,6 +924,16 @@ pub async fn down(
             deletion,
         });
     };
+    // Who is told goes first: the alarms, then the topic they notify.
+    let alarms_there = alarms::read(aws, &names.alarms).await?;
+    for name in &names.alarms {
+        let deletion = alarms::delete(aws, name, alarms_there.get(name), stack).await?;
+        if deletion != Deletion::Absent {
+            record(alarms::KIND, name.clone(), deletion);
+        }
+    }
+    let deletion = topic::delete(aws, &names.topic_arn(identity), stack).await?;
+    record(topic::KIND, topic::Spec::name_for_stack(stack), deletion);
     let ingest = names.ingest_bucket();
     let ingest_exists = bucket::read_existence(aws, ingest)
         .await?

@@ -13,8 +13,8 @@ use crate::config::BucketRole;
 use crate::config::Config;
 use crate::report::{Output, Reporter, print_json};
 use crate::resources::{
-    Tags, athena, bucket, function, glue, invoke_config, log_group, notification,
-    ownership_problem, permission, queue, role,
+    Tags, alarms, athena, bucket, function, glue, invoke_config, log_group, notification,
+    ownership_problem, permission, queue, role, topic,
 };
 use crate::stack::{Names, notification_label, permission_label};
 
@@ -105,12 +105,14 @@ pub async fn collect(aws: &Aws, names: &Names, identity: &Identity) -> Result<Ve
     let created: BTreeMap<String, DateTime> = aws
         .s3
         .list_buckets()
+        .into_paginator()
         .send()
+        .try_collect()
         .await
         .map_err(sdk_error)
         .context("listing s3 buckets (ListBuckets)")?
-        .buckets()
         .iter()
+        .flat_map(|page| page.buckets())
         .filter_map(|b| Some((b.name()?.to_owned(), *b.creation_date()?)))
         .collect();
     let mut rows = Vec::new();
@@ -253,11 +255,22 @@ pub async fn collect(aws: &Aws, names: &Names, identity: &Identity) -> Result<Ve
         row = row
             .found(&q.tags, stack)
             .with("failed_events_waiting", q.depth.unwrap_or_default())
+            .with("failed_events_being_read", q.in_flight.unwrap_or_default())
+            .with("failed_events_delayed", q.delayed.unwrap_or_default())
             .with("sse_sqs", q.sse_enabled);
         row.last_modified = q.last_modified.map(|s| iso(DateTime::from_secs(s)));
     }
     rows.push(row);
 
+    rows.extend(catalog_rows(aws, names, identity).await?);
+    rows.extend(alert_rows(aws, names, identity).await?);
+    Ok(rows)
+}
+
+/// The Glue database, its tables and the Athena workgroup.
+async fn catalog_rows(aws: &Aws, names: &Names, identity: &Identity) -> Result<Vec<Row>> {
+    let stack = names.stack.as_str();
+    let mut rows = Vec::new();
     let database = names.database_spec(identity);
     let mut row = Row::new(glue::DATABASE_KIND, &names.database);
     // `None`: no database, so no tables to look for; `Some(ours)` otherwise.
@@ -316,5 +329,54 @@ pub async fn collect(aws: &Aws, names: &Names, identity: &Identity) -> Result<Ve
             .map(|s| format!("{} (created)", iso(DateTime::from_secs(s))));
     }
     rows.push(row);
+    Ok(rows)
+}
+
+/// The alerts topic with its subscriptions (pending until confirmed), and the alarms with
+/// their state as CloudWatch reports it.
+async fn alert_rows(aws: &Aws, names: &Names, identity: &Identity) -> Result<Vec<Row>> {
+    let stack = names.stack.as_str();
+    let mut rows = Vec::new();
+    let mut row = Row::new(topic::KIND, topic::Spec::name_for_stack(stack));
+    let mut subscriptions = Vec::new();
+    if let Some(t) = topic::read(aws, &names.topic_arn(identity), stack).await? {
+        row = row.found(&t.tags, stack);
+        if row.state == "present" {
+            row = row.with("kms_master_key_id", t.kms_key.as_deref().unwrap_or("none"));
+            for sub in &t.subscriptions {
+                let mut sub_row = Row::new(
+                    "sns subscription",
+                    format!("{} {}", sub.protocol, sub.endpoint),
+                );
+                sub_row.state = "present";
+                subscriptions.push(sub_row.with(
+                    "state",
+                    if sub.pending() {
+                        "pending confirmation (the address must click the link SNS sent)"
+                    } else {
+                        "confirmed"
+                    },
+                ));
+            }
+        }
+    }
+    rows.push(row);
+    rows.extend(subscriptions);
+    let alarms = alarms::read(aws, &names.alarms).await?;
+    for name in &names.alarms {
+        let Some(a) = alarms.get(name) else { continue };
+        let mut row = Row::new(alarms::KIND, name).found(&a.tags, stack);
+        if row.state == "present" {
+            row = row.with("state", a.state.as_deref().unwrap_or("?")).with(
+                "metric",
+                format!(
+                    "{} {}",
+                    a.namespace.as_deref().unwrap_or("?"),
+                    a.metric.as_deref().unwrap_or("?")
+                ),
+            );
+        }
+        rows.push(row);
+    }
     Ok(rows)
 }

@@ -1,7 +1,9 @@
 //! The deployer under faults, against a real emulator (ministack): `up` through a proxy that
 //! throttles and drops connections still converges (SDK standard retries, bounded attempts);
 //! losing the answer to each create (the emulator did it, the SDK retries it) is harmless;
-//! `up` killed after its first creates converges when run again. Run by `make test`
+//! `up` killed after its first creates converges when run again; in strict mode (AWS's
+//! refusals the emulator does not make: IAM propagation, updates in progress, names deleted
+//! moments ago) `up`, `down` and `up` again converge. Run by `make test`
 //! (scripts/e2e.sh) with `--ignored`; `FAULT_PROXY_SEED` replays a run with another seed. The
 //! proxy's own tests (protocol, dice, wire behaviour) need no emulator.
 
@@ -17,6 +19,7 @@ use deployer::aws::{CallCounts, MAX_ATTEMPTS};
 use deployer::config::Config;
 use deployer::plan::Plan;
 use support::fault_proxy::{Decider, FaultProxy, Faults, Protocol, RequestInfo, XorShift};
+use support::strict::{Strict, rule};
 
 /// The proxy's seed: `FAULT_PROXY_SEED` when set (to replay a run), else a fixed one.
 fn seed() -> u64 {
@@ -112,6 +115,116 @@ impl Proxied {
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+#[ignore = "needs ministack: run by `make test`"]
+async fn up_down_and_up_again_converge_through_aws_strict_refusals() {
+    let endpoint = support::endpoint();
+    // Two seconds of each "not yet"; the invoke config comes a few seconds after the role
+    // policy (the function waits for the role first), and the notification after the invoke
+    // config, so their windows are longer.
+    let rules = Strict {
+        destination_refused_after_role_policy: Some(Duration::from_secs(6)),
+        notification_waits_for_permission: Some(Duration::from_secs(9)),
+        ..Strict::all(Duration::from_secs(2))
+    };
+    let proxy = FaultProxy::start_strict(&endpoint, Faults::none(), rules)
+        .await
+        .unwrap();
+    let (config, artifact) = support::config(&support::stack_name("strict"), proxy.url(), "");
+    let started = Instant::now();
+    let say = |what: &str| {
+        eprintln!(
+            "[strict] {what} at {:.1} s; refusals so far: {:?}",
+            started.elapsed().as_secs_f64(),
+            proxy.strict_counts()
+        )
+    };
+    let result = async {
+        support::up(&config, &artifact).await?;
+        say("fresh up done");
+        let (plan, _) = support::plan(&config, &artifact).await?;
+        assert!(plan.is_empty(), "plan after the fresh up: {plan}");
+        let removed = support::down(&config, false).await?;
+        assert!(
+            removed
+                .iter()
+                .all(|r| r.deletion == deployer::resources::Deletion::Deleted),
+            "{removed:?}"
+        );
+        say("down done");
+        support::up(&config, &artifact).await?;
+        say("second up done");
+        // An update of memory and code: Lambda refuses the second while the first runs.
+        let mut changed = config.clone();
+        changed.function.memory_mb = 512;
+        let dir = config.source.parent().unwrap().to_owned();
+        let zip = support::fake_artifact_of(&dir, "/bin/false");
+        let other = Artifact::inspect(&zip, deployer::artifact::Architecture::X86_64).unwrap();
+        changed.function.artifact = zip;
+        support::up(&changed, &other).await?;
+        say("update done");
+        let (plan, _) = support::plan(&changed, &other).await?;
+        assert!(plan.is_empty(), "plan after the update: {plan}");
+        anyhow::Ok(())
+    }
+    .await;
+    let counts = proxy.strict_counts();
+    eprintln!("[strict] rule: (requests examined, refused)");
+    for (rule, (examined, refused)) in &counts {
+        eprintln!("[strict]   {rule}: ({examined}, {refused})");
+    }
+    support::down(&with_endpoint(&config, &endpoint), true)
+        .await
+        .unwrap();
+    result.unwrap();
+    for rule in [
+        rule::NOTIFICATION,
+        rule::ROLE,
+        rule::CONFLICT,
+        rule::DESTINATION,
+        rule::QUEUE,
+        rule::BUCKET_ABORTED,
+        rule::BUCKET_NOT_YET,
+    ] {
+        let (_, refused) = counts.get(rule).copied().unwrap_or_default();
+        assert!(
+            refused > 0,
+            "{rule}: never refused, so never exercised: {counts:?}"
+        );
+    }
+    // The deployer sends no tags with CreateBucket: examined, never refused.
+    assert_eq!(
+        counts
+            .get(rule::BUCKET_TAGS)
+            .map(|(examined, refused)| (*examined > 0, *refused)),
+        Some((true, 0)),
+        "{counts:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs ministack: run by `make test`"]
+async fn a_bucket_name_in_another_region_is_named_with_its_region() {
+    let endpoint = support::endpoint();
+    let stack = support::stack_name("region");
+    let rules = Strict {
+        bucket_regions: [(format!("{stack}-raw"), "eu-central-1".to_owned())].into(),
+        ..Strict::default()
+    };
+    let proxy = FaultProxy::start_strict(&endpoint, Faults::none(), rules)
+        .await
+        .unwrap();
+    let (config, artifact) = support::config(&stack, proxy.url(), "");
+    let err = support::plan(&config, &artifact).await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains(&format!(
+            "s3 bucket {stack}-raw exists in region eu-central-1 (this config targets region us-east-1)"
+        )),
+        "{text}"
+    );
 }
 
 #[tokio::test]

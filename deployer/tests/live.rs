@@ -15,22 +15,24 @@ use support::{Stack, changed};
 #[ignore = "needs ministack: run by `make test`"]
 async fn up_from_empty_creates_everything_then_nothing_changes() {
     let s = Stack::new("fresh", "").await;
+    // 14 for the pipeline, then the alerts topic and its three alarms (no rejected-share
+    // alarm without `alerts.rejected_ratio`).
     let before = s.plan().await;
-    assert_eq!(before.counts.create, 14, "{before}");
+    assert_eq!(before.counts.create, 18, "{before}");
     let (applied, calls) = s.up().await.unwrap();
-    assert_eq!(applied.counts.create, 14);
-    assert!(calls.mutating > 14, "{calls:?}");
+    assert_eq!(applied.counts.create, 18);
+    assert!(calls.mutating > 18, "{calls:?}");
 
     s.assert_converged().await;
 
-    // `status` reads all 14 back as present, the permission with both confused-deputy guards.
+    // `status` reads all 18 back as present, the permission with both confused-deputy guards.
     let identity = s.aws.identity().await.unwrap();
     let names = Names::new(&s.config);
     let rows = deployer::status::collect(&s.aws, &names, &identity)
         .await
         .unwrap();
     let states: Vec<(&str, &str)> = rows.iter().map(|r| (r.kind, r.state)).collect();
-    assert_eq!(rows.len(), 14, "{states:?}");
+    assert_eq!(rows.len(), 18, "{states:?}");
     assert!(rows.iter().all(|r| r.state == "present"), "{states:?}");
     let permission = rows
         .iter()
@@ -59,7 +61,7 @@ async fn up_from_empty_creates_everything_then_nothing_changes() {
         removed.iter().all(|r| r.deletion == Deletion::Deleted),
         "{removed:?}"
     );
-    assert_eq!(s.plan().await.counts.create, 14);
+    assert_eq!(s.plan().await.counts.create, 18);
     let rows = deployer::status::collect(&s.aws, &names, &identity)
         .await
         .unwrap();
@@ -311,4 +313,66 @@ async fn a_same_named_role_without_our_tag_is_refused_and_kept() {
         .send()
         .await
         .unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs ministack: run by `make test`"]
+async fn down_keeps_the_queue_while_a_failed_event_is_being_read() {
+    let s = Stack::new("inflight", "").await;
+    s.up().await.unwrap();
+    let queue = deployer::stack::Names::new(&s.config).queue;
+    let url = s
+        .aws
+        .sqs
+        .get_queue_url()
+        .queue_name(&queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap_or_default()
+        .to_owned();
+    s.aws
+        .sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body("{\"failed\": true}")
+        .send()
+        .await
+        .unwrap();
+    // A reader takes it: not visible, not deleted (in flight for 120 s).
+    let got = s
+        .aws
+        .sqs
+        .receive_message()
+        .queue_url(&url)
+        .visibility_timeout(120)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.messages().len(), 1);
+    let removed = s.down(false).await;
+    let kept = removed
+        .iter()
+        .find(|r| r.kind == "sqs queue")
+        .expect("the queue is reported");
+    assert!(
+        matches!(&kept.deletion, Deletion::Kept(why) if why.contains("1 failed events (0 waiting, 1 being read, 0 delayed)") && why.contains("deployer failed")),
+        "{kept:?}"
+    );
+    // Still there, with its message.
+    s.aws
+        .sqs
+        .get_queue_url()
+        .queue_name(&queue)
+        .send()
+        .await
+        .expect("the queue survives down");
+    let removed = s.down(true).await;
+    assert!(
+        removed
+            .iter()
+            .all(|r| matches!(r.deletion, Deletion::Deleted | Deletion::Absent)),
+        "{removed:?}"
+    );
 }

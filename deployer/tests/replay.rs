@@ -6,7 +6,8 @@ mod support;
 use aws_smithy_http_client::test_util::StaticReplayClient;
 use deployer::report::{Output, Reporter};
 use deployer::resources::{
-    athena, bucket, function, glue, invoke_config, log_group, notification, permission, queue, role,
+    alarms, athena, bucket, function, glue, invoke_config, log_group, notification, permission,
+    queue, role, topic,
 };
 use deployer::stack::{self, Changes};
 use support::replay::{aws_with, ok};
@@ -39,6 +40,14 @@ async fn no_change_sends_no_request() {
         glue::apply_table(&aws, spec, None, &[]).await.unwrap();
     }
     athena::apply(&aws, &d.workgroup, &[]).await.unwrap();
+    topic::apply(&aws, d.topic.as_ref(), &d.topic_arn, &[])
+        .await
+        .unwrap();
+    for (alarm, spec) in &d.alarms {
+        alarms::apply(&aws, &alarm.name(&d.stack), spec.as_ref(), None, &[])
+            .await
+            .unwrap();
+    }
 
     // The whole stack with an empty diff, as a no-op `up` runs it.
     let observed = stack::Observed {
@@ -52,11 +61,12 @@ async fn no_change_sends_no_request() {
         invoke_config: None,
         database: None,
         tables: vec![None, None],
-        workgroup: None,
+        ..stack::Observed::default()
     };
     let changes = Changes {
         buckets: vec![vec![], vec![], vec![]],
         tables: vec![vec![], vec![]],
+        alarms: vec![vec![]; d.alarms.len()],
         ..Changes::default()
     };
     let plan = deployer::plan::Plan::new(vec![]);

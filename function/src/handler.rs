@@ -42,7 +42,7 @@ const CSV: &str = "text/csv";
 const PARQUET: &str = "application/vnd.apache.parquet";
 
 /// What the function needs to know besides the event.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub raw_bucket: String,
     pub refined_bucket: String,
@@ -61,6 +61,9 @@ pub struct Config {
     /// How long before the invocation's deadline a file still in progress is abandoned (its
     /// uploads aborted) rather than left to the runtime's kill.
     pub deadline_margin: Duration,
+    /// `REJECTED_RATIO_ALERT`: the share of rejected records the rejected-share alarm is set
+    /// at, for the `RejectedExcess` metric; `None`: no such metric.
+    pub rejected_ratio: Option<f64>,
 }
 
 /// A configuration the function cannot start with.
@@ -72,6 +75,8 @@ pub enum ConfigError {
     Empty(&'static str),
     #[error("environment variable {0} is {1:?}, not a number of megabytes")]
     NotANumber(&'static str, String),
+    #[error("environment variable {0} is {1:?}, not a ratio between 0 and 1")]
+    NotARatio(&'static str, String),
 }
 
 impl Config {
@@ -97,7 +102,19 @@ impl Config {
                     .map_err(|_| ConfigError::NotANumber(MEMORY, v.clone()))?,
             ),
         };
+        const RATIO: &str = "REJECTED_RATIO_ALERT";
+        let rejected_ratio = match lookup(RATIO).filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| r.is_finite() && *r > 0.0 && *r < 1.0)
+                    .ok_or_else(|| ConfigError::NotARatio(RATIO, v.clone()))?,
+            ),
+        };
         Ok(Config {
+            rejected_ratio,
             raw_bucket: required("RAW_BUCKET")?,
             refined_bucket: required("REFINED_BUCKET")?,
             function_name: lookup("AWS_LAMBDA_FUNCTION_NAME")
@@ -588,6 +605,7 @@ where
         set(&mut metrics);
         self.metrics.emit(render_emf(
             &metrics,
+            None,
             &self.config.function_name,
             source,
             request_id,
@@ -984,6 +1002,7 @@ where
         };
         self.metrics.emit(render_emf(
             &metrics,
+            self.config.rejected_ratio,
             &self.config.function_name,
             &file.source,
             request_id,

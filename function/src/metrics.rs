@@ -29,6 +29,13 @@ pub struct FileMetrics {
     pub permanent_failures: u64,
 }
 
+/// `Rejected − ratio × RecordsIn` of one processed file, for the rejected-share alarm
+/// (`REJECTED_RATIO_ALERT`): its sum over an hour is positive exactly when more than `ratio`
+/// of the hour's records were rejected.
+pub fn rejected_excess(metrics: &FileMetrics, ratio: f64) -> f64 {
+    metrics.rejected as f64 - ratio * metrics.records_in as f64
+}
+
 /// The EMF metric names, in the order every line declares them.
 pub const METRICS: [(&str, &str); 8] = [
     ("RecordsIn", "Count"),
@@ -46,6 +53,7 @@ pub const METRICS: [(&str, &str); 8] = [
 /// `timestamp_ms` is milliseconds since the Unix epoch.
 pub fn render_emf(
     metrics: &FileMetrics,
+    rejected_ratio: Option<f64>,
     function_name: &str,
     source: &str,
     request_id: &str,
@@ -61,10 +69,13 @@ pub fn render_emf(
         metrics.superseded,
         metrics.permanent_failures,
     ];
-    let declared: Vec<serde_json::Value> = METRICS
+    let mut declared: Vec<serde_json::Value> = METRICS
         .iter()
         .map(|(name, unit)| json!({"Name": name, "Unit": unit}))
         .collect();
+    if rejected_ratio.is_some() {
+        declared.push(json!({"Name": "RejectedExcess", "Unit": "Count"}));
+    }
     let mut line = json!({
         "_aws": {
             "Timestamp": timestamp_ms,
@@ -80,6 +91,9 @@ pub fn render_emf(
     });
     for ((name, _), value) in METRICS.iter().zip(values) {
         line[*name] = json!(value);
+    }
+    if let Some(ratio) = rejected_ratio {
+        line["RejectedExcess"] = json!(rejected_excess(metrics, ratio));
     }
     line.to_string()
 }
@@ -127,7 +141,14 @@ mod tests {
             duration_ms: 17,
             ..FileMetrics::default()
         };
-        let line = render_emf(&m, "csv-ingest", "in/users.csv", "req-1", 1_750_777_200_000);
+        let line = render_emf(
+            &m,
+            None,
+            "csv-ingest",
+            "in/users.csv",
+            "req-1",
+            1_750_777_200_000,
+        );
         assert!(!line.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).expect("valid json");
         assert_eq!(v["_aws"]["Timestamp"], 1_750_777_200_000u64);
@@ -170,6 +191,28 @@ mod tests {
         assert_eq!(v["PermanentFailures"], 0);
         assert_eq!(v["source"], "in/users.csv");
         assert_eq!(v["requestId"], "req-1");
+    }
+
+    #[test]
+    fn the_rejected_excess_is_declared_only_with_a_ratio_and_sums_to_the_share() {
+        let m = |records_in, rejected| FileMetrics {
+            records_in,
+            rejected,
+            ..FileMetrics::default()
+        };
+        let line = render_emf(&m(10, 5), Some(0.2), "f", "s", "r", 0);
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["RejectedExcess"], 3.0);
+        let names = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+        assert!(names.contains("RejectedExcess"), "{names}");
+        let plain: serde_json::Value =
+            serde_json::from_str(&render_emf(&m(10, 5), None, "f", "s", "r", 0)).expect("json");
+        assert!(plain.get("RejectedExcess").is_none());
+        // An hour of files: 30 of 200 records rejected is 15%, over a 0.1 ratio, under 0.2.
+        let hour = [m(100, 25), m(50, 0), m(50, 5)];
+        let sum = |ratio| hour.iter().map(|f| rejected_excess(f, ratio)).sum::<f64>();
+        assert!(sum(0.1) > 0.0);
+        assert!(sum(0.2) < 0.0);
     }
 
     #[test]

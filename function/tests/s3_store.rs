@@ -133,6 +133,7 @@ fn config(raw: &str, refined: &str) -> Config {
         memory_mb: None,
         max_key_bytes: 1024,
         deadline_margin: Duration::from_secs(5),
+        rejected_ratio: None,
     }
 }
 

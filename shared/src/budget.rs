@@ -11,12 +11,13 @@
 pub const FULL_VCPU_MEMORY_MB: u32 = 1769;
 
 /// Bytes of input the function's processing path handles per CPU-second, with Parquet outputs
-/// on. Measured by `scripts/bench.sh function` (the real handler over the fake store, no
-/// simulated latency, one core), then halved: Lambda's vCPUs are not this machine's, and a
+/// on: half of what `scripts/bench.sh budget` measures (the real handler over an in-memory
+/// store, no latency, CPU seconds of the whole process: 104 MiB per CPU-second on this
+/// 2-core machine, 2026-12-01). Halved because Lambda's vCPUs are not this machine's, and a
 /// refused file costs a redrive while a timed-out one costs three attempts.
-pub const BYTES_PER_CPU_SECOND_PARQUET: u64 = 128 * MIB;
-/// The same with Parquet outputs off (CSV only).
-pub const BYTES_PER_CPU_SECOND_CSV: u64 = 176 * MIB;
+pub const BYTES_PER_CPU_SECOND_PARQUET: u64 = 52 * MIB;
+/// The same with Parquet outputs off (CSV only): 230 MiB per CPU-second measured, halved.
+pub const BYTES_PER_CPU_SECOND_CSV: u64 = 115 * MIB;
 /// An assumed floor for S3's server-side copy (`CopyObject`, or `UploadPartCopy` parts in
 /// parallel above 5 GiB), in bytes per second. Not measurable here (the emulator copies in
 /// memory); AWS copies within a region at hundreds of MB/s.

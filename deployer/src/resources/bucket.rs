@@ -16,7 +16,7 @@ use aws_sdk_s3::types::{
 use serde_json::{Value, json};
 
 use super::{Deletion, Tags, describe_tags, missing_tags, ownership_problem};
-use crate::aws::{Aws, error_code, sdk_error};
+use crate::aws::{Aws, Patience, error_code, retry_while, sdk_error};
 use crate::config::BucketRole;
 use crate::plan::{Describe, PropertyChange};
 use crate::policy;
@@ -422,9 +422,9 @@ where
 pub async fn apply(aws: &Aws, spec: &Spec, changes: &[Change]) -> Result<()> {
     let s3 = &aws.s3;
     let name = spec.name.as_str();
+    let created = changes.iter().any(Change::is_create);
     let mut lifecycle_put = false;
     for change in changes {
-        let doing = |what: &str| format!("{what} on s3 bucket {name}");
         match change {
             Change::Create => create(aws, spec).await?,
             Change::Tags { observed, set } => {
@@ -435,13 +435,13 @@ pub async fn apply(aws: &Aws, spec: &Spec, changes: &[Change]) -> Result<()> {
                     .map(|(k, v)| Tag::builder().key(k).value(v).build())
                     .collect::<Result<Vec<_>, _>>()?;
                 let tagging = Tagging::builder().set_tag_set(Some(tags)).build()?;
-                s3.put_bucket_tagging()
-                    .bucket(name)
-                    .tagging(tagging)
-                    .send()
-                    .await
-                    .map_err(sdk_error)
-                    .with_context(|| doing("PutBucketTagging"))?;
+                configure(created, name, "PutBucketTagging", || {
+                    s3.put_bucket_tagging()
+                        .bucket(name)
+                        .tagging(tagging.clone())
+                        .send()
+                })
+                .await?;
             }
             Change::PublicAccessBlock { .. } => {
                 let all = PublicAccessBlockConfiguration::builder()
@@ -450,13 +450,13 @@ pub async fn apply(aws: &Aws, spec: &Spec, changes: &[Change]) -> Result<()> {
                     .block_public_policy(true)
                     .restrict_public_buckets(true)
                     .build();
-                s3.put_public_access_block()
-                    .bucket(name)
-                    .public_access_block_configuration(all)
-                    .send()
-                    .await
-                    .map_err(sdk_error)
-                    .with_context(|| doing("PutPublicAccessBlock"))?;
+                configure(created, name, "PutPublicAccessBlock", || {
+                    s3.put_public_access_block()
+                        .bucket(name)
+                        .public_access_block_configuration(all.clone())
+                        .send()
+                })
+                .await?;
             }
             Change::Encryption { .. } => {
                 let rule = ServerSideEncryptionRule::builder()
@@ -469,34 +469,35 @@ pub async fn apply(aws: &Aws, spec: &Spec, changes: &[Change]) -> Result<()> {
                 let config = ServerSideEncryptionConfiguration::builder()
                     .rules(rule)
                     .build()?;
-                s3.put_bucket_encryption()
-                    .bucket(name)
-                    .server_side_encryption_configuration(config)
-                    .send()
-                    .await
-                    .map_err(sdk_error)
-                    .with_context(|| doing("PutBucketEncryption"))?;
+                configure(created, name, "PutBucketEncryption", || {
+                    s3.put_bucket_encryption()
+                        .bucket(name)
+                        .server_side_encryption_configuration(config.clone())
+                        .send()
+                })
+                .await?;
             }
             Change::ObjectOwnership { .. } => {
                 let rule = OwnershipControlsRule::builder()
                     .object_ownership(ObjectOwnership::BucketOwnerEnforced)
                     .build()?;
-                s3.put_bucket_ownership_controls()
-                    .bucket(name)
-                    .ownership_controls(OwnershipControls::builder().rules(rule).build()?)
-                    .send()
-                    .await
-                    .map_err(sdk_error)
-                    .with_context(|| doing("PutBucketOwnershipControls"))?;
+                let controls = OwnershipControls::builder().rules(rule).build()?;
+                configure(created, name, "PutBucketOwnershipControls", || {
+                    s3.put_bucket_ownership_controls()
+                        .bucket(name)
+                        .ownership_controls(controls.clone())
+                        .send()
+                })
+                .await?;
             }
             Change::TlsOnlyPolicy { document, .. } => {
-                s3.put_bucket_policy()
-                    .bucket(name)
-                    .policy(document.to_string())
-                    .send()
-                    .await
-                    .map_err(sdk_error)
-                    .with_context(|| doing("PutBucketPolicy"))?;
+                configure(created, name, "PutBucketPolicy", || {
+                    s3.put_bucket_policy()
+                        .bucket(name)
+                        .policy(document.to_string())
+                        .send()
+                })
+                .await?;
             }
             Change::AbortMultipartLifecycle { rules, .. }
             | Change::NoncurrentExpiration { rules, .. } => {
@@ -508,30 +509,51 @@ pub async fn apply(aws: &Aws, spec: &Spec, changes: &[Change]) -> Result<()> {
                 let config = BucketLifecycleConfiguration::builder()
                     .set_rules(Some(rules.clone()))
                     .build()?;
-                s3.put_bucket_lifecycle_configuration()
-                    .bucket(name)
-                    .lifecycle_configuration(config)
-                    .send()
-                    .await
-                    .map_err(sdk_error)
-                    .with_context(|| doing("PutBucketLifecycleConfiguration"))?;
+                configure(created, name, "PutBucketLifecycleConfiguration", || {
+                    s3.put_bucket_lifecycle_configuration()
+                        .bucket(name)
+                        .lifecycle_configuration(config.clone())
+                        .send()
+                })
+                .await?;
             }
             Change::Versioning { .. } => {
-                s3.put_bucket_versioning()
-                    .bucket(name)
-                    .versioning_configuration(
-                        VersioningConfiguration::builder()
-                            .status(BucketVersioningStatus::Enabled)
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(sdk_error)
-                    .with_context(|| doing("PutBucketVersioning"))?;
+                let config = VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build();
+                configure(created, name, "PutBucketVersioning", || {
+                    s3.put_bucket_versioning()
+                        .bucket(name)
+                        .versioning_configuration(config.clone())
+                        .send()
+                })
+                .await?;
             }
         }
     }
     Ok(())
+}
+
+/// One configuration call on a bucket. Right after `CreateBucket` S3 can answer
+/// `NoSuchBucket` for a moment: when `just_created`, that is retried (bounded).
+async fn configure<T, E, F, Fut>(just_created: bool, name: &str, what: &str, call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+            Output = Result<
+                T,
+                aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+            >,
+        >,
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    retry_while(Patience::S3_BUCKET, call, |e| {
+        (just_created && error_code(e) == Some("NoSuchBucket"))
+            .then(|| format!("s3 bucket {name} was just created and is not visible yet; waiting"))
+    })
+    .await
+    .map_err(sdk_error)
+    .with_context(|| format!("{what} on s3 bucket {name}"))
 }
 
 async fn create(aws: &Aws, spec: &Spec) -> Result<()> {
@@ -543,13 +565,24 @@ async fn create(aws: &Aws, spec: &Spec) -> Result<()> {
             .location_constraint(BucketLocationConstraint::from(spec.region.as_str()))
             .build()
     });
-    let result = aws
-        .s3
-        .create_bucket()
-        .bucket(&spec.name)
-        .set_create_bucket_configuration(config)
-        .send()
-        .await;
+    // Just after a bucket of this name was deleted (`down`, then `up`), S3 answers
+    // `OperationAborted` ("a conflicting conditional operation is in progress") for a while.
+    let result = retry_while(
+        Patience::S3_BUCKET,
+        || {
+            aws.s3
+                .create_bucket()
+                .bucket(&spec.name)
+                .set_create_bucket_configuration(config.clone())
+                .send()
+        },
+        |e| {
+            (error_code(e) == Some("OperationAborted")).then(|| {
+                format!("s3 bucket name {} has an operation in progress (deleted moments ago?); waiting", spec.name)
+            })
+        },
+    )
+    .await;
     match result {
         Ok(_) => Ok(()),
         // Ours already (created by an interrupted run): the following changes converge it.
@@ -613,6 +646,14 @@ pub async fn read_existence(aws: &Aws, name: &str) -> Result<Option<Observed>> {
         })),
         Err(e) if matches!(e.as_service_error(), Some(HeadBucketError::NotFound(_))) => Ok(None),
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 301) => {
+            // In another region: S3 says which in `x-amz-bucket-region`.
+            let region = e
+                .raw_response()
+                .and_then(|r| r.headers().get("x-amz-bucket-region"))
+                .map(str::to_owned);
+            bail!("{}", elsewhere(name, region.as_deref(), &aws.region))
+        }
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
             Ok(Some(Observed {
                 other_account: true,
@@ -622,6 +663,18 @@ pub async fn read_existence(aws: &Aws, name: &str) -> Result<Option<Observed>> {
         Err(e) => {
             Err(sdk_error(e)).with_context(|| format!("reading s3 bucket {name} (HeadBucket)"))
         }
+    }
+}
+
+/// The error for a bucket name that exists in another region than the config's.
+fn elsewhere(name: &str, region: Option<&str>, target: &str) -> String {
+    match region {
+        Some(region) => format!(
+            "s3 bucket {name} exists in region {region} (this config targets region {target}): bucket names are global, so choose another name for it in the config, or set target.region = \"{region}\" if that bucket is this stack's"
+        ),
+        None => format!(
+            "s3 bucket {name} exists in another region (this config targets region {target}): bucket names are global, so choose another name for it in the config"
+        ),
     }
 }
 
@@ -638,23 +691,23 @@ async fn is_empty(aws: &Aws, name: &str) -> Result<bool> {
     Ok(out.versions().is_empty() && out.delete_markers().is_empty())
 }
 
-/// Deletes every object version and delete marker, and aborts unfinished multipart uploads.
-async fn empty(aws: &Aws, name: &str) -> Result<()> {
+/// Deletes every version and delete marker in `bucket` (all pages), or only those of the key
+/// `only` (smoke's cleanup).
+pub async fn delete_versions(aws: &Aws, bucket: &str, only: Option<&str>) -> Result<()> {
     let mut key_marker = None;
     let mut version_marker = None;
     loop {
         let page = aws
             .s3
             .list_object_versions()
-            .bucket(name)
+            .bucket(bucket)
+            .set_prefix(only.map(str::to_owned))
             .set_key_marker(key_marker.take())
             .set_version_id_marker(version_marker.take())
             .send()
             .await
             .map_err(sdk_error)
-            .with_context(|| {
-                format!("listing s3 bucket {name} to purge it (ListObjectVersions)")
-            })?;
+            .with_context(|| format!("listing s3 bucket {bucket} (ListObjectVersions)"))?;
         let ids: Vec<ObjectIdentifier> = page
             .versions()
             .iter()
@@ -664,6 +717,7 @@ async fn empty(aws: &Aws, name: &str) -> Result<()> {
                     .iter()
                     .map(|m| (m.key(), m.version_id())),
             )
+            .filter(|(key, _)| only.is_none() || *key == only)
             .filter_map(|(key, version)| {
                 ObjectIdentifier::builder()
                     .set_key(key.map(str::to_owned))
@@ -676,7 +730,7 @@ async fn empty(aws: &Aws, name: &str) -> Result<()> {
             let out = aws
                 .s3
                 .delete_objects()
-                .bucket(name)
+                .bucket(bucket)
                 .delete(
                     Delete::builder()
                         .set_objects(Some(batch.to_vec()))
@@ -686,45 +740,64 @@ async fn empty(aws: &Aws, name: &str) -> Result<()> {
                 .send()
                 .await
                 .map_err(sdk_error)
-                .with_context(|| format!("purging s3 bucket {name} (DeleteObjects)"))?;
+                .with_context(|| format!("deleting from s3 bucket {bucket} (DeleteObjects)"))?;
             if let Some(first) = out.errors().first() {
                 bail!(
-                    "purging s3 bucket {name}: {} objects could not be deleted, first {:?}: {}",
+                    "deleting from s3 bucket {bucket}: {} objects could not be deleted, first {:?}: {}",
                     out.errors().len(),
                     first.key().unwrap_or_default(),
                     first.message().unwrap_or_default()
                 );
             }
         }
-        if page.is_truncated() == Some(true) {
-            key_marker = page.next_key_marker().map(str::to_owned);
-            version_marker = page.next_version_id_marker().map(str::to_owned);
-            if key_marker.is_none() {
-                break;
-            }
-        } else {
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        version_marker = page.next_version_id_marker().map(str::to_owned);
+        if key_marker.is_none() {
             break;
         }
     }
-    let uploads = aws
-        .s3
-        .list_multipart_uploads()
-        .bucket(name)
-        .send()
-        .await
-        .map_err(sdk_error)
-        .with_context(|| format!("listing multipart uploads of s3 bucket {name}"))?;
-    for upload in uploads.uploads() {
-        if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
-            aws.s3
-                .abort_multipart_upload()
-                .bucket(name)
-                .key(key)
-                .upload_id(id)
-                .send()
-                .await
-                .map_err(sdk_error)
-                .with_context(|| format!("aborting a multipart upload in s3 bucket {name}"))?;
+    Ok(())
+}
+
+/// Deletes every object version and delete marker, and aborts unfinished multipart uploads.
+async fn empty(aws: &Aws, name: &str) -> Result<()> {
+    delete_versions(aws, name, None).await?;
+    // Every page of unfinished uploads (a listing holds at most 1,000).
+    let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let page = aws
+            .s3
+            .list_multipart_uploads()
+            .bucket(name)
+            .set_key_marker(key_marker.take())
+            .set_upload_id_marker(id_marker.take())
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| format!("listing multipart uploads of s3 bucket {name}"))?;
+        for upload in page.uploads() {
+            if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
+                aws.s3
+                    .abort_multipart_upload()
+                    .bucket(name)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+                    .map_err(sdk_error)
+                    .with_context(|| format!("aborting a multipart upload in s3 bucket {name}"))?;
+            }
+        }
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        id_marker = page.next_upload_id_marker().map(str::to_owned);
+        if key_marker.is_none() && id_marker.is_none() {
+            break;
         }
     }
     Ok(())
@@ -929,6 +1002,15 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_bucket_in_another_region_is_named_with_its_region() {
+        assert_eq!(
+            elsewhere("acme-raw", Some("eu-central-1"), "eu-west-1"),
+            "s3 bucket acme-raw exists in region eu-central-1 (this config targets region eu-west-1): bucket names are global, so choose another name for it in the config, or set target.region = \"eu-central-1\" if that bucket is this stack's"
+        );
+        assert!(elsewhere("b", None, "us-east-1").contains("exists in another region"));
     }
 
     #[test]

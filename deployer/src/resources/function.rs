@@ -7,20 +7,19 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use aws_sdk_lambda::operation::create_function::CreateFunctionError;
 use aws_sdk_lambda::operation::get_function::GetFunctionError;
+use aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeError;
 use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationError;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Environment, FunctionCode, LastUpdateStatus, Runtime, State};
 
 use super::{Deletion, Tags, describe_tags, missing_tags, ownership_problem, render_tags};
 use crate::artifact::Architecture;
-use crate::aws::{Aws, sdk_error};
+use crate::aws::{Aws, Patience, retry_while, sdk_error};
 use crate::plan::{Describe, PropertyChange};
 
 pub const KIND: &str = "lambda function";
 pub const RUNTIME: &str = "provided.al2023";
 pub const HANDLER: &str = "bootstrap";
-/// How long IAM may take to let Lambda assume a fresh role.
-const IAM_PROPAGATION_DEADLINE: Duration = Duration::from_secs(120);
 /// How long a function may stay `Pending` / `InProgress` after a change.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(300);
 
@@ -292,36 +291,58 @@ pub async fn apply(aws: &Aws, spec: &Spec, function_arn: &str, changes: &[Change
         wait_until_settled(aws, name).await?;
     }
     if changes.iter().any(Change::is_configuration) {
-        retry_while_role_propagates(name, || {
-            aws.lambda
-                .update_function_configuration()
-                .function_name(name)
-                .runtime(Runtime::from(RUNTIME))
-                .handler(HANDLER)
-                .memory_size(spec.memory_mb)
-                .timeout(spec.timeout_s)
-                .role(&spec.role_arn)
-                .environment(environment(spec))
-                .send()
-        })
+        // An earlier update (an interrupted `up`, a console edit) may still be running.
+        wait_for_no_update_in_progress(aws, name).await?;
+        retry_while(
+            Patience::LAMBDA_UPDATE,
+            || {
+                retry_while_role_propagates(name, || {
+                    aws.lambda
+                        .update_function_configuration()
+                        .function_name(name)
+                        .runtime(Runtime::from(RUNTIME))
+                        .handler(HANDLER)
+                        .memory_size(spec.memory_mb)
+                        .timeout(spec.timeout_s)
+                        .role(&spec.role_arn)
+                        .environment(environment(spec))
+                        .send()
+                })
+            },
+            update_in_progress(name),
+        )
         .await
+        .map_err(sdk_error)
         .with_context(|| doing("UpdateFunctionConfiguration"))?;
         wait_until_settled(aws, name).await?;
     }
     if changes.iter().any(Change::is_code) {
         let zip = std::fs::read(&spec.zip_path)
             .with_context(|| format!("reading function artifact {}", spec.zip_path.display()))?;
-        aws.lambda
-            .update_function_code()
-            .function_name(name)
-            .zip_file(Blob::new(zip))
-            .architectures(aws_sdk_lambda::types::Architecture::from(
-                spec.architecture.as_str(),
-            ))
-            .send()
-            .await
-            .map_err(sdk_error)
-            .with_context(|| doing("UpdateFunctionCode"))?;
+        wait_for_no_update_in_progress(aws, name).await?;
+        retry_while(
+            Patience::LAMBDA_UPDATE,
+            || {
+                aws.lambda
+                    .update_function_code()
+                    .function_name(name)
+                    .zip_file(Blob::new(zip.clone()))
+                    .architectures(aws_sdk_lambda::types::Architecture::from(
+                        spec.architecture.as_str(),
+                    ))
+                    .send()
+            },
+            |e| {
+                matches!(
+                    e.as_service_error(),
+                    Some(UpdateFunctionCodeError::ResourceConflictException(_))
+                )
+                .then(|| format!("lambda function {name} has an update in progress; waiting"))
+            },
+        )
+        .await
+        .map_err(sdk_error)
+        .with_context(|| doing("UpdateFunctionCode"))?;
         wait_until_settled(aws, name).await?;
     }
     for change in changes {
@@ -396,12 +417,9 @@ async fn create(aws: &Aws, spec: &Spec) -> Result<()> {
             .send()
     })
     .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            Err(e).with_context(|| format!("creating lambda function {name} (CreateFunction)"))
-        }
-    }
+    result
+        .map_err(sdk_error)
+        .with_context(|| format!("creating lambda function {name} (CreateFunction)"))
 }
 
 /// Errors from the calls that name the role, with the one we retry recognised.
@@ -433,17 +451,34 @@ impl RoleNotAssumable for UpdateFunctionConfigurationError {
     }
 }
 
+/// A Lambda SDK error, as the service answered it.
+type LambdaError<E> = aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>;
+
+/// What the outer retry of an update waits for: `ResourceConflictException`, an update of
+/// the function still in progress.
+fn update_in_progress(
+    name: &str,
+) -> impl FnMut(&LambdaError<UpdateFunctionConfigurationError>) -> Option<String> + '_ {
+    move |e| {
+        matches!(
+            e.as_service_error(),
+            Some(UpdateFunctionConfigurationError::ResourceConflictException(
+                _
+            ))
+        )
+        .then(|| format!("lambda function {name} has an update in progress; waiting"))
+    }
+}
+
 /// Runs `call` until it succeeds, retrying with backoff (up to 2 minutes) while Lambda cannot
 /// assume the freshly created role yet. A function that already exists counts as created.
-async fn retry_while_role_propagates<T, E, F, Fut>(name: &str, mut call: F) -> Result<()>
+async fn retry_while_role_propagates<T, E, F, Fut>(
+    name: &str,
+    call: F,
+) -> Result<(), LambdaError<E>>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<
-            Output = Result<
-                T,
-                aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
-            >,
-        >,
+    Fut: std::future::Future<Output = Result<T, LambdaError<E>>>,
     E: RoleNotAssumable
         + aws_sdk_lambda::error::ProvideErrorMetadata
         + std::error::Error
@@ -451,30 +486,53 @@ where
         + Sync
         + 'static,
 {
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(500);
-    loop {
-        match call().await {
-            Ok(_) => return Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(RoleNotAssumable::already_exists) =>
-            {
-                return Ok(());
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(RoleNotAssumable::role_not_yet_assumable)
-                    && started.elapsed() + delay < IAM_PROPAGATION_DEADLINE =>
-            {
-                eprintln!(
-                    "    waiting for IAM to propagate the role of {name} (retrying in {delay:?})"
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => return Err(sdk_error(e)),
+    let result = retry_while(Patience::IAM, call, |e| {
+        e.as_service_error()
+            .is_some_and(RoleNotAssumable::role_not_yet_assumable)
+            .then(|| format!("waiting for IAM to propagate the role of {name}"))
+    })
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(RoleNotAssumable::already_exists) =>
+        {
+            Ok(())
         }
+        Err(e) => Err(e),
+    }
+}
+
+/// Polls until no update of the function is in progress (whatever the last one's outcome:
+/// a failed earlier update does not block the next one).
+async fn wait_for_no_update_in_progress(aws: &Aws, name: &str) -> Result<()> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let c = aws
+            .lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| {
+                format!("waiting for lambda function {name} (GetFunctionConfiguration)")
+            })?;
+        let busy = matches!(c.last_update_status(), Some(LastUpdateStatus::InProgress))
+            || matches!(c.state(), Some(State::Pending));
+        if !busy {
+            return Ok(());
+        }
+        if started.elapsed() > SETTLE_DEADLINE {
+            bail!(
+                "lambda function {name} still has an update in progress after {SETTLE_DEADLINE:?}: wait for it (or check the console), then run `up` again"
+            );
+        }
+        eprintln!("    lambda function {name} has an update in progress; waiting");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
 

@@ -3,10 +3,11 @@
 use anyhow::{Context, Result};
 use aws_sdk_lambda::operation::delete_function_event_invoke_config::DeleteFunctionEventInvokeConfigError;
 use aws_sdk_lambda::operation::get_function_event_invoke_config::GetFunctionEventInvokeConfigError;
+use aws_sdk_lambda::operation::put_function_event_invoke_config::PutFunctionEventInvokeConfigError;
 use aws_sdk_lambda::types::{DestinationConfig, OnFailure};
 
 use super::Deletion;
-use crate::aws::{Aws, sdk_error};
+use crate::aws::{Aws, Patience, retry_while, sdk_error};
 use crate::plan::{Describe, PropertyChange};
 
 pub const KIND: &str = "lambda event invoke config";
@@ -129,30 +130,48 @@ pub async fn apply(aws: &Aws, spec: &Spec, changes: &[Change]) -> Result<()> {
     if changes.is_empty() {
         return Ok(());
     }
-    aws.lambda
-        .put_function_event_invoke_config()
-        .function_name(&spec.function_name)
-        .maximum_retry_attempts(MAX_RETRY_ATTEMPTS)
-        .maximum_event_age_in_seconds(MAX_EVENT_AGE_SECONDS)
-        .destination_config(
-            DestinationConfig::builder()
-                .on_failure(
-                    OnFailure::builder()
-                        .destination(&spec.on_failure_arn)
+    let name = spec.function_name.as_str();
+    // Lambda checks that the function's role may send to the destination: a role policy put
+    // moments ago may not have propagated yet.
+    retry_while(
+        Patience::IAM,
+        || {
+            aws.lambda
+                .put_function_event_invoke_config()
+                .function_name(name)
+                .maximum_retry_attempts(MAX_RETRY_ATTEMPTS)
+                .maximum_event_age_in_seconds(MAX_EVENT_AGE_SECONDS)
+                .destination_config(
+                    DestinationConfig::builder()
+                        .on_failure(
+                            OnFailure::builder()
+                                .destination(&spec.on_failure_arn)
+                                .build(),
+                        )
                         .build(),
                 )
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(sdk_error)
-        .with_context(|| {
-            format!(
-                "PutFunctionEventInvokeConfig on lambda function {}",
-                spec.function_name
-            )
-        })?;
+                .send()
+        },
+        |e| {
+            destination_not_yet_allowed(e.as_service_error()).then(|| {
+                format!("waiting for IAM to let the role of {name} send to its failed-events queue")
+            })
+        },
+    )
+    .await
+    .map_err(sdk_error)
+    .with_context(|| format!("PutFunctionEventInvokeConfig on lambda function {name}"))?;
     Ok(())
+}
+
+/// Whether Lambda refused the destination because the role may not (yet) send to it:
+/// `InvalidParameterValueException` saying the execution role lacks permission.
+fn destination_not_yet_allowed(e: Option<&PutFunctionEventInvokeConfigError>) -> bool {
+    matches!(e, Some(PutFunctionEventInvokeConfigError::InvalidParameterValueException(e))
+    if e.message().is_some_and(|m| {
+        let m = m.to_ascii_lowercase();
+        m.contains("permission") || m.contains("execution role")
+    }))
 }
 
 /// Removes it (the caller has checked the function is ours).

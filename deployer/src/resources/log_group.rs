@@ -87,19 +87,19 @@ pub fn diff(spec: &Spec, observed: Option<&Observed>) -> Vec<Change> {
 }
 
 pub async fn read(aws: &Aws, name: &str) -> Result<Option<Observed>> {
-    let out = aws
+    // Every page: the prefix also matches longer names (`/aws/lambda/x` and `/aws/lambda/x-2`).
+    let groups = aws
         .logs
         .describe_log_groups()
         .log_group_name_prefix(name)
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .map_err(sdk_error)
         .with_context(|| format!("reading log group {name} (DescribeLogGroups)"))?;
-    let Some(group) = out
-        .log_groups()
-        .iter()
-        .find(|g| g.log_group_name() == Some(name))
-    else {
+    let Some(group) = groups.iter().find(|g| g.log_group_name() == Some(name)) else {
         return Ok(None);
     };
     let arn = group

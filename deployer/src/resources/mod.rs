@@ -2,6 +2,7 @@
 //! (NotFound ⇒ `None`), pure `diff(spec, observed) -> Vec<Change>`, `apply` (one call per
 //! change, none when the diff is empty) and a separate `delete` path.
 
+pub mod alarms;
 pub mod athena;
 pub mod bucket;
 pub mod function;
@@ -12,6 +13,7 @@ pub mod notification;
 pub mod permission;
 pub mod queue;
 pub mod role;
+pub mod topic;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,6 @@
 //! Our entry in the ingest bucket's notification configuration (ObjectCreated → the function), leaving every other entry as it is.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use aws_sdk_s3::types::{
@@ -10,13 +9,11 @@ use aws_sdk_s3::types::{
 };
 
 use super::Deletion;
-use crate::aws::{Aws, error_code, sdk_error};
+use crate::aws::{Aws, Patience, error_code, retry_while, sdk_error};
 use crate::plan::{Describe, PropertyChange};
 
 pub const KIND: &str = "s3 notification";
 pub const EVENT: &str = "s3:ObjectCreated:*";
-/// How long S3 may take to see a freshly added invoke permission.
-const DESTINATION_VALIDATION_DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spec {
@@ -218,37 +215,26 @@ async fn write_ours(
         .set_lambda_function_configurations(Some(lambdas))
         .set_event_bridge_configuration(all.event_bridge_configuration().cloned())
         .build();
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(250);
-    loop {
-        let result = aws
-            .s3
-            .put_bucket_notification_configuration()
-            .bucket(bucket)
-            .notification_configuration(config.clone())
-            .send()
-            .await;
-        match result {
-            Ok(_) => return Ok(true),
-            // S3 checks that it may invoke the function; a permission added moments ago may
-            // not be visible yet ("Unable to validate the following destination configurations").
-            Err(e)
-                if error_code(&e) == Some("InvalidArgument")
-                    && started.elapsed() + delay < DESTINATION_VALIDATION_DEADLINE =>
-            {
-                eprintln!(
-                    "    waiting for S3 to see the invoke permission (retrying in {delay:?})"
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => {
-                return Err(sdk_error(e)).with_context(|| {
-                    format!("PutBucketNotificationConfiguration on s3 bucket {bucket}")
-                });
-            }
-        }
-    }
+    // S3 checks that it may invoke the function; a permission added moments ago may not be
+    // visible to it yet ("Unable to validate the following destination configurations").
+    retry_while(
+        Patience::IAM,
+        || {
+            aws.s3
+                .put_bucket_notification_configuration()
+                .bucket(bucket)
+                .notification_configuration(config.clone())
+                .send()
+        },
+        |e| {
+            (error_code(e) == Some("InvalidArgument"))
+                .then(|| "waiting for S3 to see the invoke permission".to_owned())
+        },
+    )
+    .await
+    .map_err(sdk_error)
+    .with_context(|| format!("PutBucketNotificationConfiguration on s3 bucket {bucket}"))?;
+    Ok(true)
 }
 
 pub async fn apply(aws: &Aws, spec: &Spec, changes: &[Change]) -> Result<()> {

@@ -1,13 +1,15 @@
 //! The failed-events SQS queue: where Lambda sends events it gave up on (encrypted, 14-day retention).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use aws_sdk_sqs::operation::create_queue::CreateQueueError;
 use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::{Deletion, Tags, describe_tags, missing_tags, ownership_problem};
-use crate::aws::{Aws, sdk_error};
+use crate::aws::{Aws, Patience, retry_while, sdk_error};
 use crate::plan::{Describe, PropertyChange};
 
 pub const KIND: &str = "sqs queue";
@@ -34,6 +36,10 @@ pub struct Observed {
     pub sse_enabled: bool,
     /// Messages waiting (approximate, as SQS counts).
     pub depth: Option<i64>,
+    /// Messages received by a reader and not yet deleted or visible again (approximate).
+    pub in_flight: Option<i64>,
+    /// Messages sent with a delay, not yet visible (approximate).
+    pub delayed: Option<i64>,
     pub tags: Tags,
     /// Seconds since the epoch.
     pub last_modified: Option<i64>,
@@ -145,6 +151,8 @@ pub async fn read(aws: &Aws, name: &str) -> Result<Option<Observed>> {
             .get(&QueueAttributeName::SqsManagedSseEnabled)
             .is_some_and(|v| v.eq_ignore_ascii_case("true")),
         depth: number(QueueAttributeName::ApproximateNumberOfMessages),
+        in_flight: number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        delayed: number(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
         last_modified: number(QueueAttributeName::LastModifiedTimestamp),
         tags: tags.into_iter().collect(),
         url,
@@ -164,15 +172,30 @@ pub async fn apply(
     for change in changes {
         match change {
             Change::Create => {
-                aws.sqs
-                    .create_queue()
-                    .queue_name(name)
-                    .set_attributes(Some(desired_attributes()))
-                    .set_tags(Some(spec.tags.clone().into_iter().collect()))
-                    .send()
-                    .await
-                    .map_err(sdk_error)
-                    .with_context(|| doing("CreateQueue"))?;
+                // SQS refuses a name for 60 s after `DeleteQueue` (`down` then `up`).
+                retry_while(
+                    Patience::QUEUE_DELETED_RECENTLY,
+                    || {
+                        aws.sqs
+                            .create_queue()
+                            .queue_name(name)
+                            .set_attributes(Some(desired_attributes()))
+                            .set_tags(Some(spec.tags.clone().into_iter().collect()))
+                            .send()
+                    },
+                    |e| {
+                        matches!(
+                            e.as_service_error(),
+                            Some(CreateQueueError::QueueDeletedRecently(_))
+                        )
+                        .then(|| {
+                            format!("sqs queue {name} was deleted less than 60 s ago; waiting to create it again")
+                        })
+                    },
+                )
+                .await
+                .map_err(sdk_error)
+                .with_context(|| doing("CreateQueue"))?;
             }
             Change::Retention { .. } | Change::Encryption if !attributes_set => {
                 attributes_set = true;
@@ -209,11 +232,18 @@ pub async fn delete(aws: &Aws, name: &str, stack: &str, purge: bool) -> Result<D
     if let Some(problem) = ownership_problem(&observed.tags, stack) {
         return Ok(Deletion::Kept(problem));
     }
-    if !purge && observed.depth.unwrap_or(0) > 0 {
-        return Ok(Deletion::Kept(format!(
-            "it holds {} failed events; read them, or run `down --purge` to delete them with it",
-            observed.depth.unwrap_or(0)
-        )));
+    if !purge {
+        // The counts are approximate: look twice, a little apart, and keep the queue if
+        // either look sees a message anywhere (visible, being read, or delayed).
+        let first = Waiting::of(&observed);
+        tokio::time::sleep(SECOND_LOOK_AFTER).await;
+        let second = match read(aws, name).await? {
+            Some(again) => Waiting::of(&again),
+            None => return Ok(Deletion::Absent),
+        };
+        if let Some(why) = keep_because(first, second) {
+            return Ok(Deletion::Kept(why));
+        }
     }
     aws.sqs
         .delete_queue()
@@ -225,10 +255,93 @@ pub async fn delete(aws: &Aws, name: &str, stack: &str, purge: bool) -> Result<D
     Ok(Deletion::Deleted)
 }
 
+/// How long `down` waits between its two looks at the queue's counts.
+const SECOND_LOOK_AFTER: Duration = Duration::from_secs(1);
+
+/// The queue's approximate message counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Waiting {
+    pub visible: i64,
+    pub in_flight: i64,
+    pub delayed: i64,
+}
+
+impl Waiting {
+    pub fn of(o: &Observed) -> Waiting {
+        Waiting {
+            visible: o.depth.unwrap_or(0),
+            in_flight: o.in_flight.unwrap_or(0),
+            delayed: o.delayed.unwrap_or(0),
+        }
+    }
+
+    pub fn total(self) -> i64 {
+        self.visible + self.in_flight + self.delayed
+    }
+}
+
+/// Why `down` (without `--purge`) keeps the queue, from two looks at its counts; `None` when
+/// both saw it empty.
+pub fn keep_because(first: Waiting, second: Waiting) -> Option<String> {
+    let w = if second.total() >= first.total() {
+        second
+    } else {
+        first
+    };
+    (w.total() > 0).then(|| {
+        format!(
+            "it holds {} failed events ({} waiting, {} being read, {} delayed): list them with `deployer failed`, run them again with `deployer redrive --all`, or delete them with the queue with `down --purge`",
+            w.total(),
+            w.visible,
+            w.in_flight,
+            w.delayed
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::OWNERSHIP_TAG;
+
+    #[test]
+    fn the_queue_is_kept_while_either_look_sees_a_message() {
+        let w = |visible, in_flight, delayed| Waiting {
+            visible,
+            in_flight,
+            delayed,
+        };
+        let cases = [
+            (w(0, 0, 0), w(0, 0, 0), None),
+            (
+                w(1, 0, 0),
+                w(1, 0, 0),
+                Some("1 failed events (1 waiting, 0 being read, 0 delayed)"),
+            ),
+            (
+                w(0, 1, 0),
+                w(0, 0, 0),
+                Some("1 failed events (0 waiting, 1 being read, 0 delayed)"),
+            ),
+            (
+                w(0, 0, 0),
+                w(0, 0, 2),
+                Some("2 failed events (0 waiting, 0 being read, 2 delayed)"),
+            ),
+            (w(0, 0, 0), w(1, 2, 0), Some("3 failed events")),
+        ];
+        for (first, second, want) in cases {
+            let got = keep_because(first, second);
+            match want {
+                None => assert_eq!(got, None, "{first:?} {second:?}"),
+                Some(text) => {
+                    let got = got.unwrap_or_default();
+                    assert!(got.contains(text), "{got}");
+                    assert!(got.contains("deployer failed"), "{got}");
+                }
+            }
+        }
+    }
 
     fn spec() -> Spec {
         Spec {
@@ -246,6 +359,8 @@ mod tests {
             retention_seconds: Some(RETENTION_SECONDS),
             sse_enabled: true,
             depth: Some(3),
+            in_flight: None,
+            delayed: None,
             tags: s.tags.clone(),
             last_modified: None,
         };

@@ -216,21 +216,15 @@ pub async fn read(aws: &Aws, spec: &Spec, stack: &str) -> Result<Option<Observed
     }
     let name = spec.name.as_str();
     let (attached, inline) = tokio::join!(
-        aws.iam.list_attached_role_policies().role_name(name).send(),
+        attached_policy_arns(aws, name),
         aws.iam
             .get_role_policy()
             .role_name(name)
             .policy_name(&spec.inline_policy_name)
             .send(),
     );
-    let attached = attached
-        .map_err(sdk_error)
-        .with_context(|| format!("reading iam role {name} (ListAttachedRolePolicies)"))?;
-    observed.managed_policy_arns = attached
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn().map(str::to_owned))
-        .collect();
+    observed.managed_policy_arns =
+        attached.with_context(|| format!("reading iam role {name} (ListAttachedRolePolicies)"))?;
     observed.inline_policy = match inline {
         Ok(out) => Some(
             policy::parse(out.policy_document())
@@ -287,17 +281,18 @@ pub async fn read_existence(aws: &Aws, name: &str) -> Result<Option<Observed>> {
         .collect();
     if tags.is_empty() {
         // Some implementations leave tags out of GetRole.
-        let listed = aws
+        tags = aws
             .iam
             .list_role_tags()
             .role_name(name)
+            .into_paginator()
+            .items()
             .send()
+            .try_collect()
             .await
             .map_err(sdk_error)
-            .with_context(|| format!("reading iam role {name} (ListRoleTags)"))?;
-        tags = listed
-            .tags()
-            .iter()
+            .with_context(|| format!("reading iam role {name} (ListRoleTags)"))?
+            .into_iter()
             .map(|t| (t.key().to_owned(), t.value().to_owned()))
             .collect();
     }
@@ -307,6 +302,24 @@ pub async fn read_existence(aws: &Aws, name: &str) -> Result<Option<Observed>> {
         created: Some(role.create_date().to_string()),
         ..Observed::default()
     }))
+}
+
+/// Every managed policy attached to the role (all pages).
+async fn attached_policy_arns(aws: &Aws, name: &str) -> Result<Vec<String>> {
+    let attached = aws
+        .iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(sdk_error)?;
+    Ok(attached
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_owned))
+        .collect())
 }
 
 fn iam_tags(tags: &Tags) -> Result<Vec<Tag>> {
@@ -398,18 +411,10 @@ pub async fn delete(aws: &Aws, name: &str, stack: &str) -> Result<Deletion> {
     }
     let iam = &aws.iam;
     let doing = |what: &str| format!("deleting iam role {name} ({what})");
-    let attached = iam
-        .list_attached_role_policies()
-        .role_name(name)
-        .send()
+    let attached = attached_policy_arns(aws, name)
         .await
-        .map_err(sdk_error)
         .with_context(|| doing("ListAttachedRolePolicies"))?;
-    for arn in attached
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn())
-    {
+    for arn in &attached {
         iam.detach_role_policy()
             .role_name(name)
             .policy_arn(arn)
@@ -418,14 +423,17 @@ pub async fn delete(aws: &Aws, name: &str, stack: &str) -> Result<Deletion> {
             .map_err(sdk_error)
             .with_context(|| doing("DetachRolePolicy"))?;
     }
-    let inline = iam
+    let inline: Vec<String> = iam
         .list_role_policies()
         .role_name(name)
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .map_err(sdk_error)
         .with_context(|| doing("ListRolePolicies"))?;
-    for policy_name in inline.policy_names() {
+    for policy_name in &inline {
         iam.delete_role_policy()
             .role_name(name)
             .policy_name(policy_name)

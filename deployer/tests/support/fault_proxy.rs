@@ -23,6 +23,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::strict::{Seen, Strict, StrictMode};
+
 /// How an AWS service words its answers, hence how a throttle must look to its SDK client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
@@ -311,6 +313,14 @@ impl RequestInfo {
                 let service = signing_service(headers).unwrap_or_default();
                 (op, format!("{service}:{action}"), mutating)
             }
+            // Smithy RPC v2 CBOR (CloudWatch): `POST /service/<Service>/operation/<Operation>`.
+            Protocol::S3 | Protocol::RestJson
+                if path.starts_with("/service/") && path.contains("/operation/") =>
+            {
+                let op = path.rsplit('/').next().unwrap_or_default();
+                let (op, mutating) = named(op);
+                (op, path.to_owned(), mutating)
+            }
             Protocol::S3 | Protocol::RestJson => {
                 let mut names: Vec<&str> = query
                     .split('&')
@@ -408,6 +418,8 @@ struct Shared {
     counts: Mutex<FaultCounts>,
     /// Calls (`amz-sdk-invocation-id`) whose answer was lost, and their operation.
     lost: Mutex<HashMap<String, String>>,
+    /// Strict mode: AWS's refusals the emulator does not make.
+    strict: Option<Arc<StrictMode>>,
 }
 
 impl Shared {
@@ -440,6 +452,23 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on an ephemeral port of 127.0.0.1 and forwards to `upstream` (`http://host:port`).
     pub async fn start(upstream: &str, faults: Faults) -> std::io::Result<FaultProxy> {
+        FaultProxy::start_with(upstream, faults, None).await
+    }
+
+    /// A proxy in strict mode: `rules` on top of `faults`.
+    pub async fn start_strict(
+        upstream: &str,
+        faults: Faults,
+        rules: Strict,
+    ) -> std::io::Result<FaultProxy> {
+        FaultProxy::start_with(upstream, faults, Some(Arc::new(StrictMode::new(rules)))).await
+    }
+
+    async fn start_with(
+        upstream: &str,
+        faults: Faults,
+        strict: Option<Arc<StrictMode>>,
+    ) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let shared = Arc::new(Shared {
@@ -448,6 +477,7 @@ impl FaultProxy {
             decider: Mutex::new(Decider::new(faults)),
             counts: Mutex::new(FaultCounts::default()),
             lost: Mutex::new(HashMap::new()),
+            strict,
         });
         let accepting = Arc::clone(&shared);
         let task = tokio::spawn(async move {
@@ -480,6 +510,15 @@ impl FaultProxy {
     /// `http://127.0.0.1:<port>`: the endpoint to give the deployer.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Strict mode's rule → (requests examined, requests refused).
+    pub fn strict_counts(&self) -> BTreeMap<&'static str, (u64, u64)> {
+        self.shared
+            .strict
+            .as_ref()
+            .map(|s| s.counts())
+            .unwrap_or_default()
     }
 
     pub fn counts(&self) -> FaultCounts {
@@ -521,6 +560,18 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or_default();
     let info = RequestInfo::of(&parts.method, path, query, &parts.headers, &body);
+    let seen = Seen {
+        protocol: info.protocol,
+        method: &parts.method,
+        path,
+        query,
+        headers: &parts.headers,
+        body: &body,
+    };
+    if let Some(refusal) = shared.strict.as_ref().and_then(|s| s.refuse(&seen)) {
+        shared.count(|c| c.requests += 1);
+        return Ok(refusal);
+    }
     let action = shared
         .decider
         .lock()
@@ -553,7 +604,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full
     for (name, value) in end_to_end(&parts.headers) {
         upstream = upstream.header(name, value);
     }
-    let Ok(upstream) = upstream.body(Full::new(body)) else {
+    let Ok(upstream) = upstream.body(Full::new(body.clone())) else {
         return Ok(bad_gateway(shared, "cannot build the upstream request"));
     };
     shared.count(|c| c.forwarded += 1);
@@ -561,7 +612,11 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full
         Ok(response) => response,
         Err(e) => return Ok(bad_gateway(shared, &e.to_string())),
     };
-    let (parts, body) = response.into_parts();
+    let (parts, answer) = response.into_parts();
+    if let Some(strict) = &shared.strict {
+        strict.observe(&seen, parts.status.as_u16());
+    }
+    let body = answer;
     let body = match body.collect().await {
         Ok(body) => body.to_bytes(),
         Err(e) => return Ok(bad_gateway(shared, &e.to_string())),

@@ -5,6 +5,7 @@
 
 pub mod fault_proxy;
 pub mod replay;
+pub mod strict;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -62,8 +63,20 @@ pub fn run_deployer(args: &[&str]) -> ProcessOutput {
 /// A zip holding the host's `true` as an executable x86_64 `bootstrap`: enough for the
 /// control plane, never invoked by these tests.
 pub fn fake_artifact(dir: &Path) -> PathBuf {
-    let path = dir.join("bootstrap.zip");
-    let binary = std::fs::read("/bin/true").unwrap();
+    fake_artifact_of(dir, "/bin/true")
+}
+
+/// A zip holding the host's `program` as an executable x86_64 `bootstrap` (`/bin/false` makes
+/// a second artifact with another `CodeSha256`).
+pub fn fake_artifact_of(dir: &Path, program: &str) -> PathBuf {
+    let path = dir.join(format!(
+        "bootstrap-{}.zip",
+        Path::new(program)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("x")
+    ));
+    let binary = std::fs::read(program).unwrap();
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
     let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
     zip.start_file("bootstrap", options).unwrap();

@@ -64,6 +64,7 @@ fn config(upload: UploadConfig) -> Config {
         memory_mb: None,
         max_key_bytes: 1024,
         deadline_margin: std::time::Duration::from_secs(5),
+        rejected_ratio: None,
     }
 }
 

@@ -623,11 +623,11 @@ async fn a_file_over_the_time_budget_is_refused_up_front() {
         memory_mb: Some(memory),
         ..config(UploadConfig::default())
     };
-    // The event says 2 GB: at 128 MB (0.07 vCPU) that is minutes of work, and 60 s are left.
+    // The event says 500 MB: at 128 MB (0.07 vCPU) that is minutes of work, and 60 s are left.
     let store = versioned();
     store.insert(INGEST, KEY, SAMPLE);
     let mut ev = event(&store, &[KEY]);
-    ev["Records"][0]["s3"]["object"]["size"] = json!(2_000_000_000u64);
+    ev["Records"][0]["s3"]["object"]["size"] = json!(500_000_000u64);
     let queue = FakeQueue::default();
     let report = Handler::new(
         store.clone(),

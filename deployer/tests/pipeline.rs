@@ -400,21 +400,7 @@ fn snapshot_diff(a: &BTreeMap<String, Object>, b: &BTreeMap<String, Object>) -> 
         .collect()
 }
 
-/// An S3 event key: URL-encoded as S3 does (`+` for a space, `%XX` for anything but
-/// unreserved characters and `/`).
-fn encode_event_key(key: &str) -> String {
-    let mut out = String::new();
-    for b in key.bytes() {
-        match b {
-            b' ' => out.push('+'),
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+use deployer::reprocess::encode_event_key;
 
 /// What S3's event says of an uploaded object version.
 struct Uploaded {

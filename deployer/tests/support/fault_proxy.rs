@@ -93,7 +93,7 @@ fn signing_service(headers: &HeaderMap) -> Option<String> {
 }
 
 /// A value of an `application/x-www-form-urlencoded` body (names are not decoded: AWS's aren't encoded).
-fn form_value<'a>(body: &'a [u8], name: &str) -> Option<&'a str> {
+pub fn form_value<'a>(body: &'a [u8], name: &str) -> Option<&'a str> {
     let text = std::str::from_utf8(body).ok()?;
     text.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;

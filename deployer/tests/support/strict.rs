@@ -26,7 +26,7 @@ use http_body_util::Full;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 
-use super::fault_proxy::Protocol;
+use super::fault_proxy::{Protocol, form_value};
 
 /// Which rules are on (see the module docs), and how long each "for a while" lasts.
 #[derive(Clone, Debug, Default)]
@@ -91,7 +91,7 @@ impl Seen<'_> {
 
     /// `Action=X` of a query-protocol request.
     fn action(&self) -> Option<&str> {
-        form(self.text(), "Action")
+        form_value(self.body, "Action")
     }
 
     /// The `X-Amz-Target` operation of an awsJson request (`AmazonSQS.CreateQueue` → `CreateQueue`).
@@ -122,13 +122,6 @@ impl Seen<'_> {
         let p = self.path.trim_start_matches('/').trim_end_matches('/');
         (!p.is_empty() && !p.contains('/')).then_some(p)
     }
-}
-
-fn form<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    text.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == name).then_some(v)
-    })
 }
 
 fn decode(text: &str) -> String {
@@ -387,7 +380,7 @@ impl StrictMode {
         match seen.protocol {
             Protocol::Query => match seen.action() {
                 Some("CreateRole") => {
-                    if let Some(name) = form(seen.text(), "RoleName") {
+                    if let Some(name) = form_value(seen.body, "RoleName") {
                         s.role_created.insert(decode(name), now);
                     }
                 }

@@ -376,3 +376,47 @@ async fn down_keeps_the_queue_while_a_failed_event_is_being_read() {
         "{removed:?}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs ministack: run by `make test`"]
+async fn alerts_switched_off_remove_the_topic_and_the_alarms() {
+    let s = Stack::new(
+        "alertsoff",
+        "[alerts]\nemail = [\"oncall@example.com\"]\nrejected_ratio = 0.2\n",
+    )
+    .await;
+    let (plan, _) = s.up().await.unwrap();
+    let alerting: Vec<(String, String)> = plan
+        .resources
+        .iter()
+        .filter(|r| r.kind == "sns topic" || r.kind == "cloudwatch alarm")
+        .map(|r| (r.kind.to_owned(), r.name.clone()))
+        .collect();
+    assert_eq!(alerting.len(), 5, "topic and four alarms: {alerting:?}");
+    s.assert_converged().await;
+    let mut off = s.config.clone();
+    off.alerts = deployer::config::Alerts {
+        enabled: false,
+        email: vec![],
+        rejected_ratio: None,
+    };
+    let (plan, _) = support::plan(&off, &s.artifact).await.unwrap();
+    let deleting: Vec<&str> = plan
+        .resources
+        .iter()
+        .filter(|r| r.action == Action::Delete)
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(deleting.len(), 5, "{plan}");
+    support::up(&off, &s.artifact).await.unwrap();
+    let (after, _) = support::plan(&off, &s.artifact).await.unwrap();
+    assert!(after.is_empty(), "{after}");
+    assert!(
+        after
+            .resources
+            .iter()
+            .all(|r| r.kind != "sns topic" && r.kind != "cloudwatch alarm"),
+        "{after}"
+    );
+    s.down(true).await;
+}

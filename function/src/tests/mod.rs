@@ -305,6 +305,21 @@ async fn sample_file_gives_the_expected_outputs() {
     );
     let (pq_clean, pq_rejected) = parquet_reference(SAMPLE, RowGroupLimits::default());
     assert_eq!(refined[&parquet_cleaned_key("users")], pq_clean);
+    for (key, content_type) in [
+        (
+            parquet_cleaned_key("users"),
+            "application/vnd.apache.parquet",
+        ),
+        (
+            parquet_rejected_key("users"),
+            "application/vnd.apache.parquet",
+        ),
+        (cleaned_key("users"), "text/csv"),
+        (rejected_key("users"), "text/csv"),
+    ] {
+        let info = store.info(REFINED, &key).expect("written");
+        assert_eq!(info.content_type.as_deref(), Some(content_type), "{key}");
+    }
     assert_eq!(refined[&parquet_rejected_key("users")], pq_rejected);
     assert_eq!(
         text(&refined[&cleaned_key("users")]),

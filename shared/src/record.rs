@@ -269,24 +269,21 @@ impl RecordSplitter {
             text: valid_prefix(rest),
         };
         self.fields.bounds.clear();
-        let mut words = rest.chunks_exact(8);
+        let mut blocks = rest.chunks_exact(BLOCK);
         let mut base = start;
-        for word in &mut words {
-            let w = u64::from_le_bytes([
-                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
-            ]);
-            let mut hits = special_bytes(w);
+        for block in &mut blocks {
+            let mut hits = special_mask(block);
             while hits != 0 {
-                let at = base + (hits.trailing_zeros() / 8) as usize;
+                let at = base + hits.trailing_zeros() as usize;
                 hits &= hits - 1;
                 if !self.special(chunk, at, &mut cut, on_record) {
                     self.line = cut.line;
                     return cut.record;
                 }
             }
-            base += 8;
+            base += BLOCK;
         }
-        for (i, &b) in words.remainder().iter().enumerate() {
+        for (i, &b) in blocks.remainder().iter().enumerate() {
             if matches!(b, b',' | b'"' | b'\r' | b'\n')
                 && !self.special(chunk, base + i, &mut cut, on_record)
             {
@@ -544,9 +541,9 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 
 /// The longest valid UTF-8 prefix of `bytes`, as text.
 fn valid_prefix(bytes: &[u8]) -> &str {
-    match std::str::from_utf8(bytes) {
+    match simdutf8::compat::from_utf8(bytes) {
         Ok(text) => text,
-        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+        Err(e) => simdutf8::compat::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
     }
 }
 
@@ -581,6 +578,7 @@ fn nonzero_high(w: u64, b: u8) -> u64 {
 
 /// The high bit of every byte of `w` that is `,`, `"`, `\r` or `\n`, and no other bit.
 #[inline(always)]
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 fn special_bytes(w: u64) -> u64 {
     !(nonzero_high(w, b',')
         & nonzero_high(w, b'"')
@@ -589,9 +587,104 @@ fn special_bytes(w: u64) -> u64 {
         & HIGH
 }
 
+/// Bytes the fast path classifies at once.
+const BLOCK: usize = 64;
+
+/// Bit `i` set exactly when `block[i]` is `,`, `"`, `\r` or `\n` (`block` is `BLOCK` bytes).
+/// SSE2 (part of every x86_64): four 16-byte compares per lane and one move-mask.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn special_mask(block: &[u8]) -> u64 {
+    use safe_arch::{cmp_eq_mask_i8_m128i as eq, load_unaligned_m128i, move_mask_i8_m128i};
+    let splat = |b: u8| safe_arch::set_splat_i8_m128i(b as i8);
+    let (comma, quote, cr, lf) = (splat(b','), splat(b'"'), splat(b'\r'), splat(b'\n'));
+    let mut mask = 0;
+    for (i, lane) in block.chunks_exact(16).enumerate() {
+        let Ok(lane) = <&[u8; 16]>::try_from(lane) else {
+            continue;
+        };
+        let v = load_unaligned_m128i(lane);
+        let hit = (eq(v, comma) | eq(v, quote)) | (eq(v, cr) | eq(v, lf));
+        // The mask has 16 bits; the cast keeps them.
+        mask |= u64::from(move_mask_i8_m128i(hit) as u16) << (16 * i);
+    }
+    mask
+}
+
+/// Bit `i` set exactly when `block[i]` is `,`, `"`, `\r` or `\n`: SWAR over 8-byte words,
+/// each word's high bits packed into one byte by a multiply.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn special_mask(block: &[u8]) -> u64 {
+    let mut mask = 0;
+    for (i, word) in block.chunks_exact(8).enumerate() {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            continue;
+        };
+        mask |= pack_high_bits(special_bytes(u64::from_le_bytes(word))) << (8 * i);
+    }
+    mask
+}
+
+/// The high bits of the 8 bytes of `w` (and no other bit set) as bits 0..8.
+#[inline(always)]
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn pack_high_bits(w: u64) -> u64 {
+    ((w >> 7).wrapping_mul(0x0002_0408_1020_4081) >> 49) & 0xff
+}
+
 /// The number of line breaks (`\r\n`, `\n` or a lone `\r`) in `bytes`, which follow a `\r` when
 /// `prev_cr`. Line numbers are physical, so this does not depend on quoting.
 pub fn count_line_breaks(bytes: &[u8], prev_cr: bool) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // 64 bytes at a time: every `\r` is a break, a `\n` unless a `\r` precedes it.
+        let mut blocks = bytes.chunks_exact(BLOCK);
+        let mut n = 0;
+        let mut carry = u64::from(prev_cr);
+        for block in &mut blocks {
+            let (cr, lf) = line_end_masks(block);
+            // No byte is both, so one count (x86_64's baseline has no popcount instruction).
+            n += u64::from((cr | (lf & !((cr << 1) | carry))).count_ones());
+            carry = cr >> 63;
+        }
+        let rest = blocks.remainder();
+        let before = bytes.len() - rest.len();
+        let prev_cr = if before == 0 {
+            prev_cr
+        } else {
+            bytes[before - 1] == b'\r'
+        };
+        n + count_line_breaks_scalar(rest, prev_cr)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    count_line_breaks_scalar(bytes, prev_cr)
+}
+
+/// Bit `i` of each mask: `block[i]` is `\r`, `\n` (`block` is `BLOCK` bytes).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn line_end_masks(block: &[u8]) -> (u64, u64) {
+    use safe_arch::{cmp_eq_mask_i8_m128i as eq, load_unaligned_m128i, move_mask_i8_m128i};
+    let (cr_byte, lf_byte) = (
+        safe_arch::set_splat_i8_m128i(b'\r' as i8),
+        safe_arch::set_splat_i8_m128i(b'\n' as i8),
+    );
+    let (mut cr, mut lf) = (0, 0);
+    for (i, lane) in block.chunks_exact(16).enumerate() {
+        let Ok(lane) = <&[u8; 16]>::try_from(lane) else {
+            continue;
+        };
+        let v = load_unaligned_m128i(lane);
+        // The masks have 16 bits; the casts keep them.
+        cr |= u64::from(move_mask_i8_m128i(eq(v, cr_byte)) as u16) << (16 * i);
+        lf |= u64::from(move_mask_i8_m128i(eq(v, lf_byte)) as u16) << (16 * i);
+    }
+    (cr, lf)
+}
+
+/// `count_line_breaks` one line terminator at a time.
+fn count_line_breaks_scalar(bytes: &[u8], prev_cr: bool) -> u64 {
     let mut n = 0;
     for i in memchr2_iter(b'\r', b'\n', bytes) {
         let after_cr = if i == 0 {
@@ -792,6 +885,53 @@ pub fn split_all(input: &[u8]) -> Vec<(u64, Vec<Vec<u8>>)> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn line_breaks_counted_by_blocks_as_one_by_one() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in [0, 1, 63, 64, 65, 127, 128, 129, 1000, 4099] {
+            for _ in 0..50 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        b"\r\n\r\nab,\""[(x % 8) as usize]
+                    })
+                    .collect();
+                for prev_cr in [false, true] {
+                    assert_eq!(
+                        count_line_breaks(&bytes, prev_cr),
+                        count_line_breaks_scalar(&bytes, prev_cr),
+                        "{len} bytes, prev_cr {prev_cr}: {bytes:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn block_masks_mark_exactly_the_special_bytes() {
+        let reference = |block: &[u8]| {
+            block.iter().enumerate().fold(0u64, |m, (i, b)| {
+                m | (u64::from(matches!(b, b',' | b'"' | b'\r' | b'\n')) << i)
+            })
+        };
+        // Every byte value at every position, and blocks dense with specials.
+        for value in 0..=255u8 {
+            for at in 0..BLOCK {
+                let mut block = [b'a'; BLOCK];
+                block[at] = value;
+                assert_eq!(special_mask(&block), reference(&block), "{value:#x} at {at}");
+            }
+        }
+        let dense: Vec<u8> = (0..BLOCK).map(|i| b",\"\r\nx\xff"[i % 6]).collect();
+        assert_eq!(special_mask(&dense), reference(&dense));
+        for pattern in 0..=255u64 {
+            let w = (0..8).fold(0, |w, i| w | (((pattern >> i) & 1) << (8 * i + 7)));
+            assert_eq!(pack_high_bits(w), pattern);
+        }
+    }
     use super::*;
 
     fn fields(input: &str) -> Vec<Vec<String>> {

@@ -20,16 +20,15 @@ impl Timestamp {
     pub fn parse(text: &[u8]) -> Option<Timestamp> {
         // Shortest valid form: `YYYY-MM-DDTHH:MM:SS` (19 bytes).
         let (t, rest) = text.split_first_chunk::<19>()?;
-        if !fixed_part_ok(t) {
-            return None;
-        }
-        let d = |i: usize| u32::from(t[i] - b'0');
-        let year = d(0) * 1000 + d(1) * 100 + d(2) * 10 + d(3);
-        let month = d(5) * 10 + d(6);
-        let day = d(8) * 10 + d(9);
-        let hour = d(11) * 10 + d(12);
-        let minute = d(14) * 10 + d(15);
-        let second = d(17) * 10 + d(18);
+        let [p0, p1, p2] = fixed_part(t)?;
+        // Byte `i` of a pair word is the two-digit number at bytes `i`, `i + 1` of its word.
+        let byte = |w: u64, i: u32| ((w >> (8 * i)) & 0xFF) as u32;
+        let year = byte(p0, 0) * 100 + byte(p0, 2);
+        let month = byte(p0, 5);
+        let day = byte(p1, 0);
+        let hour = byte(p1, 3);
+        let minute = byte(p1, 6);
+        let second = byte(p2, 1);
         let in_range = (year != 0)
             & (month.wrapping_sub(1) < 12)
             & (day != 0)
@@ -143,8 +142,10 @@ fn all_digits(w: u64) -> bool {
 
 /// `YYYY-MM-DD?HH:MM:SS` with ASCII digits and `?` being `T` or a space, checked 8 bytes at a
 /// time: separator bytes are compared, then replaced by `0` so the rest is a digits check.
+/// Returns the three words (`YYYY-MM-`, `DD?HH:MM`, `:SS` padded) as digit pairs: byte `i` of
+/// each is `10 × digit i + digit i + 1` (meaningful where a number starts).
 #[inline(always)]
-fn fixed_part_ok(t: &[u8; 19]) -> bool {
+fn fixed_part(t: &[u8; 19]) -> Option<[u64; 3]> {
     let word = |i: usize| {
         u64::from_le_bytes([
             t[i],
@@ -166,10 +167,24 @@ fn fixed_part_ok(t: &[u8; 19]) -> bool {
     let date_sep = (w0 & SEP0) == 0x2D00_002D_0000_0000; // `-` `-`
     let t_or_space = (t[10] == b'T') | (t[10] == b' ');
     let colons = (t[13] == b':') & (w2 & SEP2 == 0x3A);
-    let digits = all_digits((w0 & !SEP0) | (ZEROS & SEP0))
-        & all_digits((w1 & !SEP1) | (ZEROS & SEP1))
-        & all_digits((w2 & !SEP2) | (ZEROS & SEP2));
-    date_sep & t_or_space & colons & digits
+    let digits = [
+        (w0 & !SEP0) | (ZEROS & SEP0),
+        (w1 & !SEP1) | (ZEROS & SEP1),
+        (w2 & !SEP2) | (ZEROS & SEP2),
+    ];
+    let ok = date_sep
+        & t_or_space
+        & colons
+        & all_digits(digits[0])
+        & all_digits(digits[1])
+        & all_digits(digits[2]);
+    // Digit values (0..=9 per byte), then pairs: at most 9 × 10 + 9 per byte, so no carry.
+    ok.then(|| {
+        digits.map(|w| {
+            let v = w - ZEROS;
+            v * 10 + (v >> 8)
+        })
+    })
 }
 
 const POW10: [u32; 10] = [

@@ -11,12 +11,15 @@
 pub const FULL_VCPU_MEMORY_MB: u32 = 1769;
 
 /// Bytes of input the function's processing path handles per CPU-second, with Parquet outputs
-/// on: half of what `scripts/bench.sh budget` measures (the real handler over an in-memory
-/// store, no latency, CPU seconds of the whole process: 104 MiB per CPU-second on this
-/// 2-core machine, 2026-12-01). Halved because Lambda's vCPUs are not this machine's, and a
-/// refused file costs a redrive while a timed-out one costs three attempts.
+/// on: half of the lowest figure `scripts/bench.sh budget` has measured (the real handler over
+/// an in-memory store, no latency, CPU seconds of the whole process: 104 MiB per CPU-second on
+/// this 2-core machine under load, 2026-12-01; 160–267 on 2026-12-02, before and after the
+/// throughput work, whose SSE2 paths arm64 does not run). Halved because Lambda's vCPUs are
+/// not this machine's, and a refused file costs a redrive while a timed-out one costs three
+/// attempts.
 pub const BYTES_PER_CPU_SECOND_PARQUET: u64 = 52 * MIB;
-/// The same with Parquet outputs off (CSV only): 230 MiB per CPU-second measured, halved.
+/// The same with Parquet outputs off (CSV only): 230 MiB per CPU-second measured under load
+/// (497–800 since), halved.
 pub const BYTES_PER_CPU_SECOND_CSV: u64 = 115 * MIB;
 /// An assumed floor for S3's server-side copy (`CopyObject`, or `UploadPartCopy` parts in
 /// parallel above 5 GiB), in bytes per second. Not measurable here (the emulator copies in

@@ -309,7 +309,12 @@ mod tests {
         let mut checked = 0;
         let mut agree = |email: &[u8]| {
             if let Some(fast) = fast::inspect(email) {
-                assert_eq!(fast, inspect_bytes(email), "{:?}", String::from_utf8_lossy(email));
+                assert_eq!(
+                    fast,
+                    inspect_bytes(email),
+                    "{:?}",
+                    String::from_utf8_lossy(email)
+                );
                 checked += 1;
             }
         };
@@ -341,7 +346,11 @@ mod tests {
                 }
             }
         }
-        for valid in ["first.last@sub.example.com", "a@b.co", "UPPER_case+tag@X-Y.IO"] {
+        for valid in [
+            "first.last@sub.example.com",
+            "a@b.co",
+            "UPPER_case+tag@X-Y.IO",
+        ] {
             assert_eq!(fast::inspect(valid.as_bytes()).map(|i| i.valid), Some(true));
         }
         assert!(checked > 250_000, "{checked}");

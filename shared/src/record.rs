@@ -922,7 +922,11 @@ mod tests {
             for at in 0..BLOCK {
                 let mut block = [b'a'; BLOCK];
                 block[at] = value;
-                assert_eq!(special_mask(&block), reference(&block), "{value:#x} at {at}");
+                assert_eq!(
+                    special_mask(&block),
+                    reference(&block),
+                    "{value:#x} at {at}"
+                );
             }
         }
         let dense: Vec<u8> = (0..BLOCK).map(|i| b",\"\r\nx\xff"[i % 6]).collect();

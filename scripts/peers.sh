@@ -30,7 +30,8 @@ best() {
   local name=$1 line wall cpu rss best_line=""
   shift
   for _ in $(seq "$RUNS"); do
-    line=$( { /usr/bin/time -f '%e %U %S %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    /usr/bin/time -o "$OUT/time.txt" -f '%e %U %S %M' "$@" >/dev/null 2>&1
+    line=$(tail -1 "$OUT/time.txt")
     read -r wall user sys rss <<<"$line"
     cpu=$(awk "BEGIN {printf \"%.2f\", $user + $sys}")
     rss=$(awk "BEGIN {printf \"%.0f\", $rss / 1024}")

@@ -234,7 +234,7 @@ async fn verify(
         checks.record(
             "cleaned rows re-validate clean (ids 1, 2)",
             ids.as_ref().is_ok_and(|ids| ids == &["1", "2"]),
-            format!("ids {ids:?}"),
+            format!("ids {}", shown(&ids)),
         );
         checks.compare(
             "cleaned output equals local processing",
@@ -261,7 +261,7 @@ async fn verify(
         checks.record(
             "rejected rows are id 3 invalid_email and id 4 update_before_create",
             got.as_ref().is_ok_and(|got| *got == want),
-            format!("{got:?}"),
+            shown(&got),
         );
         checks.compare(
             "rejected output equals local processing",
@@ -441,9 +441,26 @@ async fn cleanup(aws: &Aws, config: &Config, key: &str, candidates: &[OutputKeys
     Ok(())
 }
 
+/// What a check read, for its detail: the values, or why the output could not be read.
+fn shown<T: std::fmt::Debug>(read: &Result<T, String>) -> String {
+    match read {
+        Ok(values) => format!("{values:?}"),
+        Err(e) => format!("unreadable: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_details_show_values_not_results() {
+        assert_eq!(shown(&Ok::<_, String>(vec!["1", "2"])), r#"["1", "2"]"#);
+        assert_eq!(
+            shown(&Err::<Vec<&str>, _>("bad header".to_owned())),
+            "unreadable: bad header"
+        );
+    }
 
     #[test]
     fn sample_has_the_known_verdicts() {

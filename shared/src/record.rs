@@ -590,25 +590,38 @@ fn special_bytes(w: u64) -> u64 {
 /// Bytes the fast path classifies at once.
 const BLOCK: usize = 64;
 
-/// Bit `i` set exactly when `block[i]` is `,`, `"`, `\r` or `\n` (`block` is `BLOCK` bytes).
-/// SSE2 (part of every x86_64): four 16-byte compares per lane and one move-mask.
+/// Bit `i` of the result set exactly when `hit` marks byte `i` of `block` (`BLOCK` bytes):
+/// `hit` compares one 16-byte lane (SSE2, part of every x86_64) and a move-mask keeps one bit
+/// per byte.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn special_mask(block: &[u8]) -> u64 {
-    use safe_arch::{cmp_eq_mask_i8_m128i as eq, load_unaligned_m128i, move_mask_i8_m128i};
-    let splat = |b: u8| safe_arch::set_splat_i8_m128i(b as i8);
-    let (comma, quote, cr, lf) = (splat(b','), splat(b'"'), splat(b'\r'), splat(b'\n'));
+fn lane_bits(block: &[u8], hit: impl Fn(safe_arch::m128i) -> safe_arch::m128i) -> u64 {
     let mut mask = 0;
     for (i, lane) in block.chunks_exact(16).enumerate() {
         let Ok(lane) = <&[u8; 16]>::try_from(lane) else {
             continue;
         };
-        let v = load_unaligned_m128i(lane);
-        let hit = (eq(v, comma) | eq(v, quote)) | (eq(v, cr) | eq(v, lf));
+        let v = safe_arch::load_unaligned_m128i(lane);
         // The mask has 16 bits; the cast keeps them.
-        mask |= u64::from(move_mask_i8_m128i(hit) as u16) << (16 * i);
+        mask |= u64::from(safe_arch::move_mask_i8_m128i(hit(v)) as u16) << (16 * i);
     }
     mask
+}
+
+/// Lanes equal to `b`, byte by byte.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn eq_byte(v: safe_arch::m128i, b: u8) -> safe_arch::m128i {
+    safe_arch::cmp_eq_mask_i8_m128i(v, safe_arch::set_splat_i8_m128i(b as i8))
+}
+
+/// Bit `i` set exactly when `block[i]` is `,`, `"`, `\r` or `\n` (`block` is `BLOCK` bytes).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn special_mask(block: &[u8]) -> u64 {
+    lane_bits(block, |v| {
+        (eq_byte(v, b',') | eq_byte(v, b'"')) | (eq_byte(v, b'\r') | eq_byte(v, b'\n'))
+    })
 }
 
 /// Bit `i` set exactly when `block[i]` is `,`, `"`, `\r` or `\n`.
@@ -672,22 +685,10 @@ pub fn count_line_breaks(bytes: &[u8], prev_cr: bool) -> u64 {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn line_end_masks(block: &[u8]) -> (u64, u64) {
-    use safe_arch::{cmp_eq_mask_i8_m128i as eq, load_unaligned_m128i, move_mask_i8_m128i};
-    let (cr_byte, lf_byte) = (
-        safe_arch::set_splat_i8_m128i(b'\r' as i8),
-        safe_arch::set_splat_i8_m128i(b'\n' as i8),
-    );
-    let (mut cr, mut lf) = (0, 0);
-    for (i, lane) in block.chunks_exact(16).enumerate() {
-        let Ok(lane) = <&[u8; 16]>::try_from(lane) else {
-            continue;
-        };
-        let v = load_unaligned_m128i(lane);
-        // The masks have 16 bits; the casts keep them.
-        cr |= u64::from(move_mask_i8_m128i(eq(v, cr_byte)) as u16) << (16 * i);
-        lf |= u64::from(move_mask_i8_m128i(eq(v, lf_byte)) as u16) << (16 * i);
-    }
-    (cr, lf)
+    (
+        lane_bits(block, |v| eq_byte(v, b'\r')),
+        lane_bits(block, |v| eq_byte(v, b'\n')),
+    )
 }
 
 /// `count_line_breaks` one line terminator at a time.

@@ -4,7 +4,8 @@
 //! chunks anywhere):
 //!
 //! 1. The fast path handles every record that ends inside the chunk at hand. One pass over
-//!    8-byte words (SWAR, no `unsafe`) finds each `,` `"` `\r` `\n`; a small state machine over
+//!    64-byte blocks, each turned into one bit per `,` `"` `\r` `\n` (SSE2 compares through
+//!    `safe_arch` on x86_64, SWAR words elsewhere; no `unsafe`); a small state machine over
 //!    those bytes follows the quoting and records field bounds. Fields borrow the input (a
 //!    `"..."` field is the text between its quotes); only a record with `""` or bytes after a
 //!    closing quote is unquoted, into a reused buffer. UTF-8 is validated for a whole chunk at
@@ -243,8 +244,8 @@ impl RecordSplitter {
     /// The fast path: emits the records of `chunk[start..]` that end in it; returns where the
     /// first record not ending in it starts (the exact path then carries it over).
     ///
-    /// One pass over 8-byte words finds every `,` `"` `\r` `\n`; a small state machine over
-    /// those bytes follows the quoting. Fields are bounds into the record (a `"..."` field is
+    /// One pass over 64-byte blocks (`special_mask`) finds every `,` `"` `\r` `\n`; a small
+    /// state machine over those bytes follows the quoting. Fields are bounds into the record (a `"..."` field is
     /// the text between its quotes); only a record with `""` or bytes after a closing quote is
     /// unquoted into the field buffer.
     #[inline]
@@ -893,6 +894,7 @@ pub fn split_all(input: &[u8]) -> Vec<(u64, Vec<Vec<u8>>)> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn line_breaks_counted_by_blocks_as_one_by_one() {
@@ -950,7 +952,6 @@ mod tests {
             assert_eq!(pack_high_bits(w), pattern);
         }
     }
-    use super::*;
 
     fn fields(input: &str) -> Vec<Vec<String>> {
         split_all(input.as_bytes())

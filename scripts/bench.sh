@@ -158,6 +158,13 @@ bench_budget() {
       echo "parquet $parquet, run $i: $(target/release/examples/flat_memory --size-mb 512 --latency-ms 0 --parquet "$parquet" --preload | grep '^cpu')"
     done
   done
+  # The same over benchmark-file rows (names repeat, instants all differ, 10% rejected).
+  generate 6000000 "$DATA/users-6m.csv"
+  for parquet in on off; do
+    for i in 1 2 3; do
+      echo "users-6m.csv, parquet $parquet, run $i: $(target/release/examples/flat_memory --latency-ms 0 --parquet "$parquet" --input "$DATA/users-6m.csv" | grep '^cpu')"
+    done
+  done
 }
 
 bench_bigfile() {

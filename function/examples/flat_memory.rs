@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p function --example flat_memory
-//! /usr/bin/time -v target/release/examples/flat_memory [--size-mb 1024] [--latency-ms 30] [--parquet on|off] [--row-group-rows N] [--verify] [--preload]
+//! /usr/bin/time -v target/release/examples/flat_memory [--size-mb 1024] [--latency-ms 30] [--parquet on|off] [--row-group-rows N] [--verify] [--preload] [--input FILE]
 //! ```
 //!
 //! `--latency-ms` delays every upload call, as a network would, so part uploads really overlap
@@ -12,6 +12,8 @@
 //! (streaming, hashing its outputs) and checks the uploaded objects hash the same.
 //! `--preload` makes the whole object in memory first, so the CPU reported (per GiB) is the
 //! handler's alone: the figure `shared::budget` is derived from (not a memory measurement).
+//! `--input FILE` serves that file instead (preloaded), e.g. the 1M-row benchmark file, whose
+//! names repeat and whose instants are all different, unlike the generated rows.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -407,6 +409,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut latency_ms: u64 = 30;
     let mut verify = false;
     let mut preload = false;
+    let mut input: Option<String> = None;
     let mut parquet = true;
     let mut row_group_rows = RowGroupLimits::default().rows;
     let mut upload = UploadConfig::default();
@@ -419,6 +422,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             }
             "--verify" => verify = true,
             "--preload" => preload = true,
+            "--input" => input = Some(args.next().ok_or("--input needs a file")?),
             "--part-mb" => {
                 upload.part_size = args
                     .next()
@@ -446,15 +450,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let size = size_mb * 1024 * 1024;
-    let preloaded = preload.then(|| {
-        let mut all = Vec::with_capacity(size as usize + CHUNK);
-        let mut generator = Generator::new(size);
-        while let Some(chunk) = generator.next() {
-            all.extend_from_slice(&chunk);
+    let mut size = size_mb * 1024 * 1024;
+    let preloaded = match &input {
+        Some(_) if verify => return Err("--verify checks generated rows, not --input".into()),
+        Some(path) => {
+            let all = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            size = all.len() as u64;
+            Some(Bytes::from(all))
         }
-        Bytes::from(all)
-    });
+        None => preload.then(|| {
+            let mut all = Vec::with_capacity(size as usize + CHUNK);
+            let mut generator = Generator::new(size);
+            while let Some(chunk) = generator.next() {
+                all.extend_from_slice(&chunk);
+            }
+            Bytes::from(all)
+        }),
+    };
     let store = DiscardStore {
         size,
         latency: Duration::from_millis(latency_ms),

@@ -5,11 +5,12 @@
 //! starts or ends with white space (so it reads back unchanged even by a trimming reader).
 //! Original bytes that are not UTF-8 are written lossily (U+FFFD); the raw copy keeps the bytes.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::process::Processor;
 use crate::reason::ReasonSet;
-use crate::record::{Record, RecordSplitter};
+use crate::record::{Record, RecordSplitter, special_bytes};
 use crate::row::{CleanRow, RejectedRow};
 use crate::timestamp::Timestamp;
 
@@ -205,13 +206,45 @@ fn count_special(line: &[u8]) -> usize {
     n
 }
 
-/// True when a value holds a byte that needs quoting (`,` `"` `\r` `\n`).
+/// True when a value holds a byte that needs quoting (`,` `"` `\r` `\n`), looked at 8 bytes
+/// at a time (values are short; the tail is padded with zeros, which are not special).
 #[inline]
 fn has_special(value: &[u8]) -> bool {
-    // A branch-free fold vectorizes; values are short.
-    value.iter().fold(false, |acc, &b| {
-        acc | (b == b',') | (b == b'"') | (b == b'\r') | (b == b'\n')
-    })
+    let mut words = value.chunks_exact(8);
+    let mut special = 0;
+    for word in &mut words {
+        special |= special_bytes(u64::from_le_bytes(
+            <[u8; 8]>::try_from(word).unwrap_or([0; 8]),
+        ));
+    }
+    let rest = words.remainder();
+    let mut tail = [0u8; 8];
+    tail[..rest.len()].copy_from_slice(rest);
+    special |= special_bytes(u64::from_le_bytes(tail));
+    special != 0
+}
+
+/// `value` with invalid UTF-8 replaced by U+FFFD, as `String::from_utf8_lossy`; ASCII, the
+/// usual case, is recognised without a UTF-8 pass.
+#[inline]
+pub(crate) fn lossy_utf8(value: &[u8]) -> Cow<'_, [u8]> {
+    if value.is_ascii() || std::str::from_utf8(value).is_ok() {
+        Cow::Borrowed(value)
+    } else {
+        Cow::Owned(String::from_utf8_lossy(value).into_owned().into_bytes())
+    }
+}
+
+/// True when valid UTF-8 `text` starts or ends with white space (`char::is_whitespace`).
+fn has_edge_whitespace(text: &[u8]) -> bool {
+    match (text.first(), text.last()) {
+        (Some(&first), Some(&last)) if first.is_ascii() && last.is_ascii() => {
+            char::from(first).is_whitespace() || char::from(last).is_whitespace()
+        }
+        (Some(_), Some(_)) => std::str::from_utf8(text)
+            .is_ok_and(|t| t.starts_with(char::is_whitespace) || t.ends_with(char::is_whitespace)),
+        _ => false,
+    }
 }
 
 fn write_quoted(out: &mut Vec<u8>, value: &[u8]) {
@@ -237,21 +270,11 @@ fn write_value(out: &mut Vec<u8>, value: &[u8]) {
 
 /// Writes an original value: lossy UTF-8, quoted also when it starts or ends with white space.
 fn write_original(out: &mut Vec<u8>, value: &[u8]) {
-    let lossy;
-    let text = match std::str::from_utf8(value) {
-        Ok(text) => text,
-        Err(_) => {
-            lossy = String::from_utf8_lossy(value);
-            &*lossy
-        }
-    };
-    if has_special(text.as_bytes())
-        || text.starts_with(char::is_whitespace)
-        || text.ends_with(char::is_whitespace)
-    {
-        write_quoted(out, text.as_bytes());
+    let text = lossy_utf8(value);
+    if has_special(&text) || has_edge_whitespace(&text) {
+        write_quoted(out, &text);
     } else {
-        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(&text);
     }
 }
 
@@ -493,7 +516,55 @@ fn read_rejected<'a>(
 mod tests {
     use super::*;
     use crate::reason::Reason;
-    use std::borrow::Cow;
+
+    #[test]
+    fn has_special_finds_every_special_byte_at_every_place() {
+        let reference = |v: &[u8]| v.iter().any(|&b| matches!(b, b',' | b'"' | b'\r' | b'\n'));
+        for len in 0..40 {
+            let plain = vec![b'a'; len];
+            assert!(!has_special(&plain), "{len} plain bytes");
+            // Bytes one off the special ones, and the high half, must not count.
+            for near in [
+                b'+', b'-', b'!', b'#', b'\x0c', b'\x0e', b'\t', b'\x0b', 0xac, 0xa2, 0x8d, 0x8a, 0,
+            ] {
+                let mut v = plain.clone();
+                if len > 0 {
+                    v[len / 2] = near;
+                }
+                assert_eq!(has_special(&v), reference(&v), "{v:?}");
+            }
+            for at in 0..len {
+                for special in [b',', b'"', b'\r', b'\n'] {
+                    let mut v = plain.clone();
+                    v[at] = special;
+                    assert!(has_special(&v), "{special} at {at} of {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn originals_are_lossy_utf8_quoted_at_edge_white_space() {
+        // (value, what the rejected CSV holds): `char::is_whitespace` decides, so vertical
+        // tab and no-break space count though `u8::is_ascii_whitespace` leaves the first out.
+        let cases: [(&[u8], &str); 10] = [
+            (b"plain", "plain"),
+            (b"", ""),
+            (b" lead", "\" lead\""),
+            (b"trail\t", "\"trail\t\""),
+            (b"\x0bvt", "\"\x0bvt\""),
+            ("\u{a0}nbsp".as_bytes(), "\"\u{a0}nbsp\""),
+            ("ideographic\u{3000}".as_bytes(), "\"ideographic\u{3000}\""),
+            ("caf\u{e9}".as_bytes(), "caf\u{e9}"),
+            (b"bad \xff byte", "bad \u{fffd} byte"),
+            (b"\xc3", "\u{fffd}"),
+        ];
+        for (value, want) in cases {
+            let mut out = Vec::new();
+            write_original(&mut out, value);
+            assert_eq!(String::from_utf8_lossy(&out), want, "{value:?}");
+        }
+    }
 
     fn clean_row<'a>(id: &'a str, name: &'a str) -> CleanRow<'a> {
         let t = Timestamp::from_unix(0, 0).unwrap_or_else(|| panic!("epoch is in range"));

@@ -579,8 +579,7 @@ fn nonzero_high(w: u64, b: u8) -> u64 {
 
 /// The high bit of every byte of `w` that is `,`, `"`, `\r` or `\n`, and no other bit.
 #[inline(always)]
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-fn special_bytes(w: u64) -> u64 {
+pub(crate) fn special_bytes(w: u64) -> u64 {
     !(nonzero_high(w, b',')
         & nonzero_high(w, b'"')
         & nonzero_high(w, b'\r')

@@ -2,8 +2,13 @@
 //! Glue tables, values, bounded row groups, zero-row files and byte-for-byte determinism.
 
 use bytes::Bytes;
-use parquet::basic::{ConvertedType, LogicalType, Repetition, TimeUnit, Type as PhysicalType};
+use parquet::basic::{
+    Compression, ConvertedType, LogicalType, Repetition, TimeUnit, Type as PhysicalType,
+};
+use parquet::file::properties::ReaderProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::serialized_reader::ReadOptionsBuilder;
+use parquet::file::statistics::Statistics;
 use parquet::record::Field;
 use shared::output::{CsvOutputs, parse_clean_csv, parse_rejected_csv};
 use shared::parquet::{
@@ -170,10 +175,61 @@ fn schema_is_exactly_the_glue_tables() {
         assert!(meta.key_value_metadata().is_none());
         for rg in r.metadata().row_groups() {
             for col in rg.columns() {
-                assert_eq!(col.compression(), parquet::basic::Compression::SNAPPY);
+                let codec = col.compression();
+                assert!(
+                    matches!(codec, Compression::SNAPPY | Compression::UNCOMPRESSED),
+                    "{codec:?}"
+                );
             }
         }
     }
+}
+
+/// The codec of each column of the file's first row group.
+fn codecs(file: &[u8]) -> Vec<(String, Compression)> {
+    let r = reader(file);
+    r.metadata().row_groups()[0]
+        .columns()
+        .iter()
+        .map(|c| (c.column_path().string(), c.compression()))
+        .collect()
+}
+
+#[test]
+fn snappy_is_kept_where_it_saves_space() {
+    // Instants that are all different (a pseudo-random second over ten years) come out of
+    // Snappy no smaller, so their chunks are stored as is; the same instant on every row, and
+    // all the text columns, compress.
+    let mut input = b"id,name,email,create_ts,update_ts\n".to_vec();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let t = Timestamp::from_unix(1_500_000_000 + (x % 315_360_000) as i64, 0)
+            .expect("in range")
+            .to_rfc3339_millis();
+        let line = format!(
+            "{i},User {},u{i}@example.com,{t},2030-01-01T00:00:00Z\n",
+            i % 97
+        );
+        input.extend_from_slice(line.as_bytes());
+    }
+    let (clean, _, _, summary) = run(&input, 1 << 16, 1, RowGroupLimits::default());
+    assert_eq!(summary.clean, 20_000);
+    let want = [
+        ("id", Compression::SNAPPY),
+        ("name", Compression::SNAPPY),
+        ("email", Compression::SNAPPY),
+        ("create_ts", Compression::UNCOMPRESSED),
+        ("update_ts", Compression::SNAPPY),
+    ]
+    .map(|(c, codec)| (c.to_owned(), codec));
+    assert_eq!(codecs(&clean), want);
+    // And the values read back whatever the codec.
+    let rows = rows(&clean);
+    assert_eq!(rows.len(), 20_000);
+    assert_eq!(micros(&rows[7][4].1), at("2030-01-01T00:00:00Z"));
 }
 
 #[test]
@@ -460,4 +516,114 @@ fn a_group_of_the_other_table_is_an_error_not_a_corrupt_file() {
     // The file is still a valid, empty one.
     let file = encoder.finish().expect("footer");
     assert_eq!(reader(&file).metadata().file_metadata().num_rows(), 0);
+}
+
+/// A value as the bytes its statistics compare: strings as UTF-8, integers and instants as
+/// numbers (big-endian with the sign flipped, so byte order is numeric order).
+fn sort_key(field: &Field) -> Vec<u8> {
+    match field {
+        Field::Str(s) => s.as_bytes().to_vec(),
+        Field::Long(v) | Field::TimestampMicros(v) => {
+            ((*v as u64) ^ (1 << 63)).to_be_bytes().to_vec()
+        }
+        other => panic!("unexpected value {other:?}"),
+    }
+}
+
+fn statistic_keys(statistics: &Statistics) -> Option<(Vec<u8>, Vec<u8>)> {
+    let flip = |v: i64| ((v as u64) ^ (1 << 63)).to_be_bytes().to_vec();
+    match statistics {
+        Statistics::ByteArray(s) => {
+            Some((s.min_opt()?.data().to_vec(), s.max_opt()?.data().to_vec()))
+        }
+        Statistics::Int64(s) => Some((flip(*s.min_opt()?), flip(*s.max_opt()?))),
+        other => panic!("unexpected statistics {other:?}"),
+    }
+}
+
+#[test]
+fn statistics_are_the_true_bounds_of_each_chunk_and_page() {
+    // Athena skips row groups and pages by these: a wrong bound silently drops rows from
+    // query results. Several groups and pages, non-ASCII names, long rejected values (whose
+    // statistics are left out rather than truncated).
+    let mut input = generate(45_000);
+    let long = "x".repeat(100);
+    for i in 0..300 {
+        let line =
+            format!("{i},Zoë Ünicode {i},{long}@example.com,not-a-time,2025-01-01T00:00:00Z\n");
+        input.extend_from_slice(line.as_bytes());
+    }
+    let limits = RowGroupLimits {
+        rows: 25_000,
+        bytes: usize::MAX,
+    };
+    let (clean, rejected, _, _) = run(&input, 1 << 16, 1, limits);
+    let mut checked = (0, 0, 0);
+    for file in [&clean, &rejected] {
+        let options = ReadOptionsBuilder::new()
+            .with_reader_properties(
+                ReaderProperties::builder()
+                    .set_read_page_statistics(true)
+                    .build(),
+            )
+            .build();
+        let r = SerializedFileReader::new_with_options(Bytes::copy_from_slice(file), options)
+            .expect("a valid parquet file");
+        for g in 0..r.num_row_groups() {
+            let group = r.get_row_group(g).expect("row group");
+            let rows: Vec<Vec<Vec<u8>>> = group
+                .get_row_iter(None)
+                .expect("rows")
+                .map(|row| {
+                    row.expect("row")
+                        .get_column_iter()
+                        .map(|(_, f)| sort_key(f))
+                        .collect()
+                })
+                .collect();
+            for c in 0..group.num_columns() {
+                let mut values: Vec<&Vec<u8>> = rows.iter().map(|row| &row[c]).collect();
+                let chunk = group.metadata().column(c);
+                let want = (
+                    values.iter().min().map(|v| (*v).clone()),
+                    values.iter().max().map(|v| (*v).clone()),
+                );
+                let long_value = values.iter().any(|v| v.len() > 64);
+                match chunk.statistics().and_then(statistic_keys) {
+                    Some((min, max)) => {
+                        assert_eq!((Some(min), Some(max)), want, "group {g} column {c}");
+                        checked.0 += 1;
+                    }
+                    None => {
+                        assert!(long_value, "group {g} column {c} has no statistics");
+                        checked.1 += 1;
+                    }
+                }
+                // Pages, in order, each bounding its own values.
+                let mut pages = group.get_column_page_reader(c).expect("pages");
+                while let Some(page) = pages.get_next_page().expect("page") {
+                    if page.page_type() == parquet::basic::PageType::DICTIONARY_PAGE {
+                        continue;
+                    }
+                    let n = page.num_values() as usize;
+                    let (these, rest) = values.split_at(n);
+                    if let Some((min, max)) = page.statistics().and_then(statistic_keys) {
+                        assert_eq!(
+                            (Some(&min), Some(&max)),
+                            (these.iter().min().copied(), these.iter().max().copied()),
+                            "group {g} column {c} page"
+                        );
+                        checked.2 += 1;
+                    }
+                    values = rest.to_vec();
+                }
+                assert!(values.is_empty(), "pages hold every value");
+            }
+        }
+    }
+    // Both files' chunks with bounds, the long ones without, and pages past the first.
+    assert!(
+        checked.0 >= 15 && checked.1 >= 1 && checked.2 > checked.0,
+        "{checked:?}"
+    );
 }

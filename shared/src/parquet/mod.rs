@@ -16,24 +16,23 @@
 //! variable (`created_by` is constant), so a replay writes identical files. A file with no
 //! rows is still a valid Parquet file (no row group).
 //!
-//! Format 1.0 data pages, Snappy (pure Rust), statistics per page; dictionary encoding only for
-//! `name` and `reasons`. Gathering (`RowGroups`) and encoding (`TableEncoder`) are separate so
-//! `deployer check` can run them on two threads; `ParquetOutputs` runs both on the caller's.
+//! The file format is written here (`encode`, `thrift`), not by a general Parquet writer: Format
+//! 1.0 data pages of PLAIN values, Snappy per column chunk where it saves space, statistics
+//! per page and per chunk, dictionary encoding for `name` and `reasons` where it pays (see
+//! `encode` for each choice). The tests read every file back with the `parquet` crate's reader.
+//! Gathering (`RowGroups`) and encoding (`TableEncoder`) are separate so `deployer check` can
+//! run them on two threads; `ParquetOutputs` runs both on the caller's.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
 
-use ::parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as PhysicalType};
-use ::parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
-use ::parquet::errors::{ParquetError as EncodeError, Result as EncodeResult};
-use ::parquet::file::properties::{WriterProperties, WriterVersion};
-use ::parquet::file::writer::SerializedFileWriter;
-use ::parquet::schema::types::{ColumnPath, Type};
-use bytes::Bytes;
+mod encode;
+mod thrift;
+
+use encode::{ColumnSpec, GroupMeta, Kind, Scratch, Values};
 
 use crate::Processor;
-use crate::output::RowSink;
+use crate::output::{RowSink, lossy_utf8};
 use crate::row::{CleanRow, RejectedRow};
 
 /// `created_by` in every file's footer: constant for a release, so replays are byte-identical.
@@ -51,9 +50,6 @@ pub const REJECTED_COLUMNS: [&str; 7] = [
     "create_ts",
     "update_ts",
 ];
-
-/// Values handed to the column writer per call (bounds the scratch `ByteArray` list).
-const WRITE_BATCH: usize = 4096;
 
 /// When a row group is written: after this many rows, or once the buffered values reach this
 /// many bytes (strings by length, integers 8 bytes each), whichever comes first.
@@ -91,7 +87,8 @@ impl Table {
     }
 }
 
-/// The Parquet encoder failed (a bug rather than bad input: every row is representable).
+/// The Parquet encoder failed (a bug rather than bad input: every row is representable, and a
+/// page is far below the format's 2 GiB limit).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParquetError {
     pub table: Table,
@@ -110,14 +107,6 @@ impl fmt::Display for ParquetError {
 }
 
 impl std::error::Error for ParquetError {}
-
-/// The text of an encoder error, without the crate's `Parquet error: ` prefix on our own ones.
-fn message(e: EncodeError) -> String {
-    match e {
-        EncodeError::General(text) => text,
-        other => other.to_string(),
-    }
-}
 
 /// One buffered column of the current row group.
 #[derive(Debug)]
@@ -150,10 +139,7 @@ impl Column {
 
     /// Appends original bytes as lossy UTF-8 (U+FFFD for invalid sequences, as the CSV output).
     fn push_lossy(&mut self, value: &[u8]) -> usize {
-        match std::str::from_utf8(value) {
-            Ok(_) => self.push_text(value),
-            Err(_) => self.push_text(String::from_utf8_lossy(value).as_bytes()),
-        }
+        self.push_text(&lossy_utf8(value))
     }
 
     #[inline]
@@ -360,14 +346,54 @@ impl RowSink for RowGroups {
     }
 }
 
+/// Schema of the clean file.
+const CLEAN_SCHEMA: [ColumnSpec; 5] = [
+    text_spec("id", false),
+    text_spec("name", true),
+    text_spec("email", false),
+    ColumnSpec {
+        name: "create_ts",
+        kind: Kind::Timestamp,
+    },
+    ColumnSpec {
+        name: "update_ts",
+        kind: Kind::Timestamp,
+    },
+];
+
+/// Schema of the rejected file: the original values are text, as read.
+const REJECTED_SCHEMA: [ColumnSpec; 7] = [
+    ColumnSpec {
+        name: "line",
+        kind: Kind::Int64,
+    },
+    text_spec("reasons", true),
+    text_spec("id", false),
+    text_spec("name", true),
+    text_spec("email", false),
+    text_spec("create_ts", false),
+    text_spec("update_ts", false),
+];
+
+/// A string column; `dictionary` where values repeat (names, reason lists): ids, emails and
+/// instants are nearly unique, and a dictionary would only be built to be dropped.
+const fn text_spec(name: &'static str, dictionary: bool) -> ColumnSpec {
+    ColumnSpec {
+        name,
+        kind: Kind::Text { dictionary },
+    }
+}
+
 /// One Parquet file: encodes row groups of its table into a buffer the caller drains.
 pub struct TableEncoder {
     table: Table,
-    writer: SerializedFileWriter<Vec<u8>>,
+    schema: &'static [ColumnSpec],
+    buffer: Vec<u8>,
+    /// Bytes appended to `buffer` since the file began (drained or not): the next byte's offset.
+    written: u64,
+    groups: Vec<GroupMeta>,
     rows: u64,
-    row_groups: u64,
-    /// Scratch list of values for one `write_batch` call.
-    scratch: Vec<ByteArray>,
+    scratch: Scratch,
 }
 
 impl fmt::Debug for TableEncoder {
@@ -375,83 +401,26 @@ impl fmt::Debug for TableEncoder {
         f.debug_struct("TableEncoder")
             .field("table", &self.table)
             .field("rows", &self.rows)
-            .field("row_groups", &self.row_groups)
+            .field("row_groups", &self.groups.len())
             .finish_non_exhaustive()
     }
-}
-
-fn string_column(name: &str) -> EncodeResult<Arc<Type>> {
-    Type::primitive_type_builder(name, PhysicalType::BYTE_ARRAY)
-        .with_repetition(Repetition::REQUIRED)
-        .with_logical_type(Some(LogicalType::String))
-        .build()
-        .map(Arc::new)
-}
-
-fn timestamp_column(name: &str) -> EncodeResult<Arc<Type>> {
-    Type::primitive_type_builder(name, PhysicalType::INT64)
-        .with_repetition(Repetition::REQUIRED)
-        .with_logical_type(Some(LogicalType::timestamp(true, TimeUnit::MICROS)))
-        .build()
-        .map(Arc::new)
-}
-
-fn int64_column(name: &str) -> EncodeResult<Arc<Type>> {
-    Type::primitive_type_builder(name, PhysicalType::INT64)
-        .with_repetition(Repetition::REQUIRED)
-        .build()
-        .map(Arc::new)
 }
 
 impl TableEncoder {
     /// A file of `table`'s schema, so far only its leading magic bytes.
     pub fn new(table: Table) -> Result<TableEncoder, ParquetError> {
-        let error = |e: EncodeError| ParquetError {
-            table,
-            message: message(e),
+        let schema: &'static [ColumnSpec] = match table {
+            Table::Clean => &CLEAN_SCHEMA,
+            Table::Rejected => &REJECTED_SCHEMA,
         };
-        let (fields, dictionary): (Vec<Arc<Type>>, &[&str]) = match table {
-            Table::Clean => (
-                vec![
-                    string_column("id").map_err(error)?,
-                    string_column("name").map_err(error)?,
-                    string_column("email").map_err(error)?,
-                    timestamp_column("create_ts").map_err(error)?,
-                    timestamp_column("update_ts").map_err(error)?,
-                ],
-                &["name"],
-            ),
-            Table::Rejected => {
-                let mut fields = vec![int64_column("line").map_err(error)?];
-                for name in &REJECTED_COLUMNS[1..] {
-                    fields.push(string_column(name).map_err(error)?);
-                }
-                (fields, &["reasons", "name"])
-            }
-        };
-        let schema = Type::group_type_builder("schema")
-            .with_fields(fields)
-            .build()
-            .map_err(error)?;
-        // Dictionary encoding only where values repeat (names, reason lists): ids, emails and
-        // instants are nearly unique, and a dictionary would only be built to be dropped.
-        let mut props = WriterProperties::builder()
-            .set_writer_version(WriterVersion::PARQUET_1_0)
-            .set_compression(Compression::SNAPPY)
-            .set_created_by(CREATED_BY.to_owned())
-            .set_dictionary_enabled(false);
-        for column in dictionary {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(*column), true);
-        }
-        let writer =
-            SerializedFileWriter::new(Vec::new(), Arc::new(schema), Arc::new(props.build()))
-                .map_err(error)?;
         Ok(TableEncoder {
             table,
-            writer,
+            schema,
+            buffer: b"PAR1".to_vec(),
+            written: 4,
+            groups: Vec::new(),
             rows: 0,
-            row_groups: 0,
-            scratch: Vec::new(),
+            scratch: Scratch::default(),
         })
     }
 
@@ -459,11 +428,11 @@ impl TableEncoder {
         self.table
     }
 
-    /// Encoded bytes not yet drained. Take them (`mem::take`, `clear`, or swap in another
+    /// Encoded bytes not yet drained. Take them (`mem::take`, `clear`, or swap in an empty
     /// buffer) whenever convenient: the file is everything drained, in order, then `finish`'s
     /// rest.
     pub fn buffer(&mut self) -> &mut Vec<u8> {
-        self.writer.inner_mut()
+        &mut self.buffer
     }
 
     /// Rows written so far.
@@ -473,76 +442,68 @@ impl TableEncoder {
 
     /// Row groups written so far.
     pub fn row_groups(&self) -> u64 {
-        self.row_groups
+        self.groups.len() as u64
     }
 
     /// Writes `group` as the file's next row group (nothing for an empty group) and empties it.
     pub fn write(&mut self, group: &mut RowGroup) -> Result<(), ParquetError> {
         let result = if group.table != self.table {
-            Err(EncodeError::General(format!(
+            Err(format!(
                 "a {} row group cannot go into the {} file",
                 group.table.name(),
                 self.table.name()
-            )))
+            ))
         } else if group.is_empty() {
             Ok(())
         } else {
             self.encode(group)
         };
         group.clear();
-        result.map_err(|e| ParquetError {
+        result.map_err(|message| ParquetError {
             table: self.table,
-            message: message(e),
+            message,
         })
     }
 
-    fn encode(&mut self, group: &mut RowGroup) -> EncodeResult<()> {
-        let rows = group.rows;
-        let mut out_group = self.writer.next_row_group()?;
-        for column in group.columns.iter_mut() {
-            let Some(mut out) = out_group.next_column()? else {
-                return Err(EncodeError::General(
-                    "the schema has fewer columns than the rows".to_owned(),
-                ));
-            };
-            match column {
-                Column::Text { data, ends } => {
-                    // One shared buffer; each value is a slice of it (no copy per value).
-                    let all = Bytes::from(std::mem::take(data));
-                    let mut start = 0;
-                    for batch in ends.chunks(WRITE_BATCH) {
-                        self.scratch.clear();
-                        for &end in batch {
-                            self.scratch.push(ByteArray::from(all.slice(start..end)));
-                            start = end;
-                        }
-                        out.typed::<ByteArrayType>()
-                            .write_batch(&self.scratch, None, None)?;
-                    }
-                    self.scratch.clear();
-                }
-                Column::Int64(values) => {
-                    for batch in values.chunks(WRITE_BATCH) {
-                        out.typed::<Int64Type>().write_batch(batch, None, None)?;
-                    }
-                }
-            }
-            out.close()?;
+    fn encode(&mut self, group: &RowGroup) -> Result<(), String> {
+        if group.columns.len() != self.schema.len() {
+            return Err("the schema and the rows have different columns".to_owned());
         }
-        out_group.close()?;
-        self.rows += rows as u64;
-        self.row_groups += 1;
+        let before = self.buffer.len();
+        let offset = self.written - before as u64;
+        // About the group's PLAIN size, so a freshly drained buffer grows once, not by doubling.
+        self.buffer
+            .reserve(group.bytes + 4 * group.rows * self.schema.len() + (1 << 16));
+        let mut columns = Vec::with_capacity(self.schema.len());
+        for (spec, column) in self.schema.iter().zip(&group.columns) {
+            let values = match column {
+                Column::Text { data, ends } => Values::Text { data, ends },
+                Column::Int64(values) => Values::Int64(values),
+            };
+            if values.len() != group.rows {
+                return Err(format!("column {} has a value missing", spec.name));
+            }
+            columns.push(encode::write_chunk(
+                &mut self.buffer,
+                offset,
+                *spec,
+                values,
+                &mut self.scratch,
+            )?);
+        }
+        self.written += (self.buffer.len() - before) as u64;
+        self.groups.push(GroupMeta {
+            rows: group.rows as i64,
+            columns,
+        });
+        self.rows += group.rows as u64;
         Ok(())
     }
 
     /// Writes the footer; returns the bytes not drained yet (never empty: at least the footer).
     pub fn finish(mut self) -> Result<Vec<u8>, ParquetError> {
-        let table = self.table;
-        self.writer.finish().map_err(|e| ParquetError {
-            table,
-            message: message(e),
-        })?;
-        Ok(std::mem::take(self.writer.inner_mut()))
+        encode::write_footer(&mut self.buffer, self.schema, &self.groups, CREATED_BY);
+        Ok(self.buffer)
     }
 }
 

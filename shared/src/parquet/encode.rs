@@ -1,0 +1,951 @@
+//! The Parquet file format for our two flat schemas (every column `REQUIRED`, no nesting): column
+//! chunks of Format 1.0 data pages, statistics per page and per chunk, and the footer. Written
+//! directly rather than through a general column writer, which spent more of the function's
+//! CPU than validating the rows did, dispatching per value (README, Performance).
+//!
+//! Choices (the same as the `parquet` crate's writer made of these rows before, except where
+//! said):
+//!
+//! - PLAIN values; a data page ends at 1 MiB of values or 20,000 values.
+//! - Dictionary columns (`name`, `reasons`) get a PLAIN dictionary page and `RLE_DICTIONARY`
+//!   data pages (a bit width byte, then bit-packed runs), but only where it pays (new): a chunk
+//!   falls back to PLAIN when its dictionary passes 1 MiB, when more than half of its first
+//!   1,024 or more values are distinct, or when dictionary plus indices are not smaller than
+//!   PLAIN.
+//! - Snappy, per column chunk, unless Snappy does not save 1/32 of the first 16 KiB of the
+//!   chunk's first page (new): such a chunk (nearly unique instants, typically) is stored
+//!   `UNCOMPRESSED`, which every reader takes, rather than paying to compress it for nothing.
+//! - Statistics: `min_value`/`max_value` (and the deprecated `min`/`max` for `INT64`, whose
+//!   order is the same), `null_count` 0; a string statistic longer than 64 bytes is left out
+//!   (min and max both) rather than truncated.
+//! - No page index, bloom filter, CRC or key-value metadata.
+
+use super::thrift::{Compact, Element};
+
+/// Largest PLAIN data page (bytes of values) and values per page.
+const PAGE_BYTES: usize = 1 << 20;
+const PAGE_VALUES: usize = 20_000;
+/// Largest dictionary (bytes of its PLAIN page).
+const DICTIONARY_BYTES: usize = 1 << 20;
+/// Values looked at before the distinct ratio may abandon a dictionary.
+const DICTIONARY_PROBE: usize = 1024;
+/// Longest string statistic written.
+const STATISTIC_BYTES: usize = 64;
+/// Bytes of a chunk's first page that Snappy is tried on to choose the chunk's codec.
+const PROBE_BYTES: usize = 16 << 10;
+/// Most bit-packed groups (of 8 values) in one run: a one-byte run header.
+const GROUPS_PER_RUN: usize = 63;
+
+// Thrift enum values of parquet.thrift.
+const TYPE_INT64: i32 = 2;
+const TYPE_BYTE_ARRAY: i32 = 6;
+const REQUIRED: i32 = 0;
+const CONVERTED_UTF8: i32 = 0;
+const CONVERTED_TIMESTAMP_MICROS: i32 = 10;
+const PLAIN: i32 = 0;
+const RLE: i32 = 3;
+const RLE_DICTIONARY: i32 = 8;
+const UNCOMPRESSED: i32 = 0;
+const SNAPPY: i32 = 1;
+const DATA_PAGE: i32 = 0;
+const DICTIONARY_PAGE: i32 = 2;
+
+/// What a column holds, as far as the file format is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// UTF-8 strings; `dictionary` when values are expected to repeat.
+    Text {
+        dictionary: bool,
+    },
+    /// Microseconds since the epoch, UTC.
+    Timestamp,
+    Int64,
+}
+
+/// One column of a schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColumnSpec {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+impl ColumnSpec {
+    fn physical(self) -> i32 {
+        match self.kind {
+            Kind::Text { .. } => TYPE_BYTE_ARRAY,
+            Kind::Timestamp | Kind::Int64 => TYPE_INT64,
+        }
+    }
+}
+
+/// The values of one column chunk, borrowed from the gathered row group.
+#[derive(Clone, Copy, Debug)]
+pub enum Values<'a> {
+    /// Strings back to back in `data`; value `i` ends at `ends[i]`.
+    Text {
+        data: &'a [u8],
+        ends: &'a [usize],
+    },
+    Int64(&'a [i64]),
+}
+
+impl Values<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Text { ends, .. } => ends.len(),
+            Values::Int64(v) => v.len(),
+        }
+    }
+}
+
+/// Min and max of some values, as their PLAIN bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Statistics {
+    min: Vec<u8>,
+    max: Vec<u8>,
+    /// Also in the deprecated `min`/`max` fields (signed integers only).
+    legacy: bool,
+}
+
+/// The first 8 bytes of `data[start..end]` as a big-endian number, zeros past the end: when
+/// two values' keys differ, they order the values as the bytes do (a zero pad sorts like the
+/// end of a shorter value), so most comparisons need no `memcmp`.
+#[inline(always)]
+fn prefix_key(data: &[u8], start: usize, end: usize) -> u64 {
+    let len = end - start;
+    let word = match data.get(start..start + 8) {
+        Some(w) => u64::from_be_bytes(<[u8; 8]>::try_from(w).unwrap_or([0; 8])),
+        None => {
+            let mut padded = [0u8; 8];
+            let n = len.min(8);
+            padded[..n].copy_from_slice(&data[start..start + n]);
+            u64::from_be_bytes(padded)
+        }
+    };
+    if len >= 8 {
+        word
+    } else {
+        // len 0 keeps nothing: `u64::MAX >> 0` is all ones.
+        word & !(u64::MAX >> (8 * len as u32))
+    }
+}
+
+/// The least and greatest of some values of a text buffer, as (key, start, end).
+#[derive(Clone, Copy, Debug, Default)]
+struct TextBounds {
+    min: (u64, usize, usize),
+    max: (u64, usize, usize),
+    any: bool,
+}
+
+impl TextBounds {
+    #[inline(always)]
+    fn add(&mut self, data: &[u8], start: usize, end: usize) {
+        let key = prefix_key(data, start, end);
+        let here = (key, start, end);
+        if !self.any {
+            (self.min, self.max, self.any) = (here, here, true);
+            return;
+        }
+        let value = &data[start..end];
+        let (min_key, min_start, min_end) = self.min;
+        let (max_key, max_start, max_end) = self.max;
+        if key < min_key || (key == min_key && value < &data[min_start..min_end]) {
+            self.min = here;
+        } else if key > max_key || (key == max_key && value > &data[max_start..max_end]) {
+            self.max = here;
+        }
+    }
+
+    fn statistics(&self, data: &[u8]) -> Option<Statistics> {
+        self.any.then_some(())?;
+        Statistics::of_text_bounds(&data[self.min.1..self.min.2], &data[self.max.1..self.max.2])
+    }
+}
+
+impl Statistics {
+    /// String statistics, or none when either bound is longer than `STATISTIC_BYTES`.
+    fn of_text_bounds(min: &[u8], max: &[u8]) -> Option<Statistics> {
+        (min.len() <= STATISTIC_BYTES && max.len() <= STATISTIC_BYTES).then(|| Statistics {
+            min: min.to_vec(),
+            max: max.to_vec(),
+            legacy: false,
+        })
+    }
+
+    fn of_ints(values: &[i64]) -> Option<Statistics> {
+        let min = values.iter().min()?;
+        let max = values.iter().max()?;
+        Some(Statistics {
+            min: min.to_le_bytes().to_vec(),
+            max: max.to_le_bytes().to_vec(),
+            legacy: true,
+        })
+    }
+
+    /// The statistics of a chunk from those of its pages (None if any page has none).
+    fn merge(pages: &[Option<Statistics>], text: bool) -> Option<Statistics> {
+        let mut all = pages.iter();
+        let mut merged = all.next()?.clone()?;
+        for page in all {
+            let page = page.as_ref()?;
+            if text {
+                if page.min < merged.min {
+                    merged.min.clone_from(&page.min);
+                }
+                if page.max > merged.max {
+                    merged.max.clone_from(&page.max);
+                }
+            } else {
+                let int = |b: &[u8]| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+                if int(&page.min) < int(&merged.min) {
+                    merged.min.clone_from(&page.min);
+                }
+                if int(&page.max) > int(&merged.max) {
+                    merged.max.clone_from(&page.max);
+                }
+            }
+        }
+        Some(merged)
+    }
+
+    fn write(&self, c: &mut Compact<'_>) {
+        if self.legacy {
+            c.binary(1, &self.max).binary(2, &self.min);
+        }
+        c.i64(3, 0)
+            .binary(5, &self.max)
+            .binary(6, &self.min)
+            .bool(7, true)
+            .bool(8, true);
+    }
+}
+
+/// What the footer says of one written column chunk.
+#[derive(Clone, Debug)]
+pub struct ChunkMeta {
+    spec: ColumnSpec,
+    values: i64,
+    uncompressed: i64,
+    compressed: i64,
+    start: i64,
+    data_page_offset: i64,
+    dictionary: bool,
+    data_pages: i32,
+    statistics: Option<Statistics>,
+    /// Snappy, unless the probe of the first page found the values incompressible.
+    snappy: Option<bool>,
+}
+
+/// What the footer says of one written row group.
+#[derive(Clone, Debug)]
+pub struct GroupMeta {
+    pub rows: i64,
+    pub columns: Vec<ChunkMeta>,
+}
+
+/// Buffers reused from chunk to chunk.
+pub struct Scratch {
+    page: Vec<u8>,
+    compressed: Vec<u8>,
+    header: Vec<u8>,
+    indices: Vec<u32>,
+    entries: Vec<(usize, usize)>,
+    /// Per dictionary entry, the last page (numbered from 1) that used it.
+    seen: Vec<u32>,
+    slots: Slots,
+    snappy: snap::raw::Encoder,
+}
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch {
+            page: Vec::new(),
+            compressed: Vec::new(),
+            header: Vec::new(),
+            indices: Vec::new(),
+            entries: Vec::new(),
+            seen: Vec::new(),
+            slots: Slots::default(),
+            snappy: snap::raw::Encoder::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scratch").finish_non_exhaustive()
+    }
+}
+
+/// Appends one column chunk to `out`, whose first byte is at file offset `offset`.
+pub fn write_chunk(
+    out: &mut Vec<u8>,
+    offset: u64,
+    spec: ColumnSpec,
+    values: Values<'_>,
+    scratch: &mut Scratch,
+) -> Result<ChunkMeta, String> {
+    let file_offset = |out: &Vec<u8>| offset as i64 + out.len() as i64;
+    let chunk_start = file_offset(out);
+    let mut meta = ChunkMeta {
+        spec,
+        values: values.len() as i64,
+        uncompressed: 0,
+        compressed: 0,
+        start: chunk_start,
+        data_page_offset: chunk_start,
+        dictionary: false,
+        data_pages: 0,
+        statistics: None,
+        snappy: None,
+    };
+    let mut page_statistics = Vec::new();
+    match values {
+        Values::Text { data, ends } => {
+            let dictionary = matches!(spec.kind, Kind::Text { dictionary: true })
+                && build_dictionary(data, ends, scratch);
+            if dictionary {
+                meta.dictionary = true;
+                scratch.page.clear();
+                for &(s, e) in &scratch.entries {
+                    push_plain_text(&mut scratch.page, &data[s..e]);
+                }
+                let entries = scratch.entries.len();
+                let sizes = write_page(
+                    out,
+                    scratch,
+                    &mut meta.snappy,
+                    PageKind::Dictionary { entries },
+                    None,
+                )?;
+                meta.uncompressed += sizes.0;
+                meta.compressed += sizes.1;
+                meta.data_page_offset = file_offset(out);
+                let width = bit_width(entries);
+                let indices = std::mem::take(&mut scratch.indices);
+                // Page statistics from the entries a page uses, each looked at once.
+                scratch.seen.clear();
+                scratch.seen.resize(entries, 0);
+                for (page_number, page) in indices.chunks(PAGE_VALUES).enumerate() {
+                    let stamp = page_number as u32 + 1;
+                    let mut bounds = TextBounds::default();
+                    for &i in page {
+                        let i = i as usize;
+                        if scratch.seen[i] != stamp {
+                            scratch.seen[i] = stamp;
+                            let (s, e) = scratch.entries[i];
+                            bounds.add(data, s, e);
+                        }
+                    }
+                    scratch.page.clear();
+                    scratch.page.push(width);
+                    bit_pack(&mut scratch.page, page, width);
+                    let kind = PageKind::Data {
+                        values: page.len(),
+                        encoding: RLE_DICTIONARY,
+                    };
+                    let statistics = bounds.statistics(data);
+                    let sizes =
+                        write_page(out, scratch, &mut meta.snappy, kind, statistics.as_ref())?;
+                    meta.uncompressed += sizes.0;
+                    meta.compressed += sizes.1;
+                    meta.data_pages += 1;
+                    page_statistics.push(statistics);
+                }
+                scratch.indices = indices;
+            } else {
+                let (mut i, mut start) = (0, 0);
+                while i < ends.len() {
+                    let first = i;
+                    let mut bounds = TextBounds::default();
+                    scratch.page.clear();
+                    while i < ends.len()
+                        && i - first < PAGE_VALUES
+                        && scratch.page.len() < PAGE_BYTES
+                    {
+                        let end = ends[i];
+                        push_plain_text(&mut scratch.page, &data[start..end]);
+                        bounds.add(data, start, end);
+                        start = end;
+                        i += 1;
+                    }
+                    let kind = PageKind::Data {
+                        values: i - first,
+                        encoding: PLAIN,
+                    };
+                    let statistics = bounds.statistics(data);
+                    let sizes =
+                        write_page(out, scratch, &mut meta.snappy, kind, statistics.as_ref())?;
+                    meta.uncompressed += sizes.0;
+                    meta.compressed += sizes.1;
+                    meta.data_pages += 1;
+                    page_statistics.push(statistics);
+                }
+            }
+        }
+        Values::Int64(ints) => {
+            // 8 bytes a value: the row limit ends a page long before 1 MiB.
+            for page in ints.chunks(PAGE_VALUES.min(PAGE_BYTES / 8)) {
+                scratch.page.clear();
+                scratch.page.resize(page.len() * 8, 0);
+                for (to, v) in scratch.page.chunks_exact_mut(8).zip(page) {
+                    to.copy_from_slice(&v.to_le_bytes());
+                }
+                let statistics = Statistics::of_ints(page);
+                let kind = PageKind::Data {
+                    values: page.len(),
+                    encoding: PLAIN,
+                };
+                let sizes = write_page(out, scratch, &mut meta.snappy, kind, statistics.as_ref())?;
+                meta.uncompressed += sizes.0;
+                meta.compressed += sizes.1;
+                meta.data_pages += 1;
+                page_statistics.push(statistics);
+            }
+        }
+    }
+    meta.statistics = Statistics::merge(&page_statistics, matches!(values, Values::Text { .. }));
+    Ok(meta)
+}
+
+fn push_plain_text(page: &mut Vec<u8>, value: &[u8]) {
+    page.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    page.extend_from_slice(value);
+}
+
+/// FxHash over whole words, with the length: the dictionary's keys are short strings from our
+/// own rows (a colliding adversary could only make a chunk slower, not wrong).
+#[inline(always)]
+fn hash_value(value: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = (value.len() as u64).wrapping_mul(K);
+    let mut words = value.chunks_exact(8);
+    for w in &mut words {
+        let word = u64::from_le_bytes(<[u8; 8]>::try_from(w).unwrap_or([0; 8]));
+        h = (h.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+    let rest = words.remainder();
+    let mut tail = [0u8; 8];
+    tail[..rest.len()].copy_from_slice(rest);
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    // The high bits are the best mixed: they pick the slot.
+    h ^ (h >> 29)
+}
+
+/// Open addressing over `Scratch::entries`: slot = entry index + 1 (0 empty), linear probing,
+/// at most half full.
+#[derive(Debug, Default)]
+struct Slots {
+    slots: Vec<u32>,
+    /// Per entry, its hash (compared before the bytes).
+    hashes: Vec<u64>,
+}
+
+impl Slots {
+    fn reset(&mut self) {
+        self.slots.clear();
+        self.slots.resize(1024, 0);
+        self.hashes.clear();
+    }
+
+    /// The index of `data[start..end]` in `entries`, adding it when new: (index, was new).
+    #[inline(always)]
+    fn intern(
+        &mut self,
+        data: &[u8],
+        start: usize,
+        end: usize,
+        entries: &mut Vec<(usize, usize)>,
+    ) -> (u32, bool) {
+        let value = &data[start..end];
+        let hash = hash_value(value);
+        let mask = self.slots.len() - 1;
+        let mut at = (hash as usize) & mask;
+        loop {
+            let slot = self.slots[at];
+            if slot == 0 {
+                break;
+            }
+            let index = (slot - 1) as usize;
+            let (s, e) = entries[index];
+            if self.hashes[index] == hash && &data[s..e] == value {
+                return (index as u32, false);
+            }
+            at = (at + 1) & mask;
+        }
+        let index = entries.len() as u32;
+        entries.push((start, end));
+        self.hashes.push(hash);
+        self.slots[at] = index + 1;
+        if entries.len() * 2 > self.slots.len() {
+            self.grow();
+        }
+        (index, true)
+    }
+
+    fn grow(&mut self) {
+        let size = self.slots.len() * 2;
+        self.slots.clear();
+        self.slots.resize(size, 0);
+        let mask = size - 1;
+        for (index, &hash) in self.hashes.iter().enumerate() {
+            let mut at = (hash as usize) & mask;
+            while self.slots[at] != 0 {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = index as u32 + 1;
+        }
+    }
+}
+
+/// Builds the chunk's dictionary into `scratch.entries` (value ranges, first-seen order) and
+/// `scratch.indices`; false when the chunk is better PLAIN (see the module docs).
+fn build_dictionary(data: &[u8], ends: &[usize], scratch: &mut Scratch) -> bool {
+    scratch.entries.clear();
+    scratch.indices.clear();
+    scratch.slots.reset();
+    let mut dictionary_bytes = 0;
+    let mut start = 0;
+    for (seen, &end) in ends.iter().enumerate() {
+        let (index, new) = scratch.slots.intern(data, start, end, &mut scratch.entries);
+        if new {
+            dictionary_bytes += 4 + (end - start);
+        }
+        scratch.indices.push(index);
+        start = end;
+        if dictionary_bytes > DICTIONARY_BYTES
+            || (seen + 1 >= DICTIONARY_PROBE && scratch.entries.len() * 2 > seen + 1)
+        {
+            return false;
+        }
+    }
+    let plain_bytes = 4 * ends.len() + data.len();
+    let index_bytes = ends.len() * usize::from(bit_width(scratch.entries.len())) / 8 + 1;
+    dictionary_bytes + index_bytes < plain_bytes
+}
+
+/// Bits per dictionary index (at least 1, for readers that do not take 0).
+fn bit_width(entries: usize) -> u8 {
+    let max = entries.saturating_sub(1) as u64;
+    (64 - max.leading_zeros()).max(1) as u8
+}
+
+/// Appends `indices` as bit-packed runs of the RLE/bit-packing hybrid (the last group padded
+/// with zeros; readers stop at the page's value count).
+fn bit_pack(out: &mut Vec<u8>, indices: &[u32], width: u8) {
+    let width = u32::from(width);
+    for run in indices.chunks(8 * GROUPS_PER_RUN) {
+        let groups = run.len().div_ceil(8);
+        out.push(((groups as u8) << 1) | 1);
+        let mut acc: u64 = 0;
+        let mut bits = 0;
+        for i in 0..groups * 8 {
+            acc |= u64::from(run.get(i).copied().unwrap_or(0)) << bits;
+            bits += width;
+            while bits >= 8 {
+                out.push(acc as u8);
+                acc >>= 8;
+                bits -= 8;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum PageKind {
+    Data { values: usize, encoding: i32 },
+    Dictionary { entries: usize },
+}
+
+fn page_i32(n: usize, what: &str) -> Result<i32, String> {
+    i32::try_from(n).map_err(|_| format!("a page of {n} {what} does not fit the format"))
+}
+
+/// Compresses `scratch.page` and appends header and page to `out`; returns the sizes the
+/// footer counts (uncompressed, compressed), headers included.
+fn write_page(
+    out: &mut Vec<u8>,
+    scratch: &mut Scratch,
+    snappy: &mut Option<bool>,
+    kind: PageKind,
+    statistics: Option<&Statistics>,
+) -> Result<(i64, i64), String> {
+    let max = snap::raw::max_compress_len(scratch.page.len());
+    if scratch.compressed.len() < max {
+        scratch.compressed.resize(max, 0);
+    }
+    let mut compress = |input: &[u8]| {
+        scratch
+            .snappy
+            .compress(input, &mut scratch.compressed)
+            .map_err(|e| format!("snappy: {e}"))
+    };
+    let use_snappy = match *snappy {
+        Some(decided) => decided,
+        None => {
+            // Snappy must save at least 1/32 of the probe, else the chunk is stored as is:
+            // nearly unique 8-byte instants, for one, come out of it no smaller.
+            let probe = &scratch.page[..scratch.page.len().min(PROBE_BYTES)];
+            let saves = compress(probe)? * 32 < probe.len() * 31;
+            *snappy = Some(saves);
+            saves
+        }
+    };
+    let (body, compressed): (&[u8], usize) = if use_snappy {
+        let n = compress(&scratch.page)?;
+        (&scratch.compressed[..n], n)
+    } else {
+        (&scratch.page, scratch.page.len())
+    };
+    let uncompressed = page_i32(scratch.page.len(), "bytes")?;
+    let compressed_i32 = page_i32(compressed, "bytes")?;
+    scratch.header.clear();
+    let mut c = Compact::new(&mut scratch.header);
+    match kind {
+        PageKind::Data { values, encoding } => {
+            let values = page_i32(values, "values")?;
+            c.i32(1, DATA_PAGE)
+                .i32(2, uncompressed)
+                .i32(3, compressed_i32)
+                .structure(5, |h| {
+                    h.i32(1, values).i32(2, encoding).i32(3, RLE).i32(4, RLE);
+                    if let Some(s) = statistics {
+                        h.structure(5, |st| s.write(st));
+                    }
+                });
+        }
+        PageKind::Dictionary { entries } => {
+            let entries = page_i32(entries, "values")?;
+            c.i32(1, DICTIONARY_PAGE)
+                .i32(2, uncompressed)
+                .i32(3, compressed_i32)
+                .structure(7, |h| {
+                    h.i32(1, entries).i32(2, PLAIN).bool(3, false);
+                });
+        }
+    }
+    c.finish();
+    out.extend_from_slice(&scratch.header);
+    out.extend_from_slice(body);
+    let header = scratch.header.len() as i64;
+    Ok((header + i64::from(uncompressed), header + compressed as i64))
+}
+
+/// Appends the footer (metadata, its length, the magic) for `groups` of a `schema` file.
+pub fn write_footer(
+    out: &mut Vec<u8>,
+    schema: &[ColumnSpec],
+    groups: &[GroupMeta],
+    created_by: &str,
+) {
+    let start = out.len();
+    let mut c = Compact::new(out);
+    let rows: i64 = groups.iter().map(|g| g.rows).sum();
+    c.i32(1, 1)
+        .list(2, Element::Struct, schema.len() + 1, |l| {
+            l.element_struct(|root| {
+                root.binary(4, b"schema").i32(5, schema.len() as i32);
+            });
+            for spec in schema {
+                l.element_struct(|e| write_schema_element(e, *spec));
+            }
+        })
+        .i64(3, rows)
+        .list(4, Element::Struct, groups.len(), |l| {
+            for (ordinal, group) in groups.iter().enumerate() {
+                l.element_struct(|g| write_row_group(g, group, ordinal));
+            }
+        })
+        .binary(6, created_by.as_bytes())
+        .list(7, Element::Struct, schema.len(), |l| {
+            for _ in schema {
+                // ColumnOrder { TYPE_ORDER: TypeDefinedOrder {} }
+                l.element_struct(|o| {
+                    o.structure(1, |_| {});
+                });
+            }
+        });
+    c.finish();
+    let length = (out.len() - start) as u32;
+    out.extend_from_slice(&length.to_le_bytes());
+    out.extend_from_slice(b"PAR1");
+}
+
+fn write_schema_element(e: &mut Compact<'_>, spec: ColumnSpec) {
+    e.i32(1, spec.physical())
+        .i32(3, REQUIRED)
+        .binary(4, spec.name.as_bytes());
+    match spec.kind {
+        Kind::Text { .. } => {
+            // LogicalType { STRING: StringType {} }
+            e.i32(6, CONVERTED_UTF8).structure(10, |t| {
+                t.structure(1, |_| {});
+            });
+        }
+        Kind::Timestamp => {
+            // LogicalType { TIMESTAMP: { isAdjustedToUTC: true, unit: { MICROS: {} } } }
+            e.i32(6, CONVERTED_TIMESTAMP_MICROS).structure(10, |t| {
+                t.structure(8, |ts| {
+                    ts.bool(1, true).structure(2, |unit| {
+                        unit.structure(2, |_| {});
+                    });
+                });
+            });
+        }
+        Kind::Int64 => {}
+    }
+}
+
+fn write_row_group(g: &mut Compact<'_>, group: &GroupMeta, ordinal: usize) {
+    let uncompressed: i64 = group.columns.iter().map(|c| c.uncompressed).sum();
+    let compressed: i64 = group.columns.iter().map(|c| c.compressed).sum();
+    let first = group.columns.first().map_or(0, |c| c.start);
+    g.list(1, Element::Struct, group.columns.len(), |l| {
+        for chunk in &group.columns {
+            l.element_struct(|cc| {
+                cc.i64(2, chunk.start)
+                    .structure(3, |m| write_column_metadata(m, chunk));
+            });
+        }
+    })
+    .i64(2, uncompressed)
+    .i64(3, group.rows)
+    .i64(5, first)
+    .i64(6, compressed)
+    .i32(7, ordinal as i32);
+}
+
+fn write_column_metadata(m: &mut Compact<'_>, chunk: &ChunkMeta) {
+    let encodings: &[i32] = if chunk.dictionary {
+        &[PLAIN, RLE, RLE_DICTIONARY]
+    } else {
+        &[PLAIN, RLE]
+    };
+    m.i32(1, chunk.spec.physical())
+        .list(2, Element::I32, encodings.len(), |l| {
+            for &e in encodings {
+                l.element_i32(e);
+            }
+        })
+        .list(3, Element::Binary, 1, |l| {
+            l.element_binary(chunk.spec.name.as_bytes())
+        })
+        .i32(
+            4,
+            if chunk.snappy == Some(false) {
+                UNCOMPRESSED
+            } else {
+                SNAPPY
+            },
+        )
+        .i64(5, chunk.values)
+        .i64(6, chunk.uncompressed)
+        .i64(7, chunk.compressed)
+        .i64(9, chunk.data_page_offset);
+    if chunk.dictionary {
+        m.i64(11, chunk.start);
+    }
+    if let Some(s) = &chunk.statistics {
+        m.structure(12, |st| s.write(st));
+    }
+    // PageEncodingStats { page_type, encoding, count }
+    let pages: Vec<(i32, i32, i32)> = if chunk.dictionary {
+        vec![
+            (DICTIONARY_PAGE, PLAIN, 1),
+            (DATA_PAGE, RLE_DICTIONARY, chunk.data_pages),
+        ]
+    } else {
+        vec![(DATA_PAGE, PLAIN, chunk.data_pages)]
+    };
+    m.list(13, Element::Struct, pages.len(), |l| {
+        for (page_type, encoding, count) in pages {
+            l.element_struct(|p| {
+                p.i32(1, page_type).i32(2, encoding).i32(3, count);
+            });
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_width_covers_the_largest_index() {
+        for (entries, width) in [
+            (0, 1),
+            (1, 1),
+            (2, 1),
+            (3, 2),
+            (4, 2),
+            (5, 3),
+            (256, 8),
+            (257, 9),
+        ] {
+            assert_eq!(bit_width(entries), width, "{entries} entries");
+        }
+    }
+
+    #[test]
+    fn bit_packing_follows_the_hybrid_encoding() {
+        // The example of the Parquet encodings page: 0..=7 at 3 bits.
+        let mut out = Vec::new();
+        bit_pack(&mut out, &[0, 1, 2, 3, 4, 5, 6, 7], 3);
+        assert_eq!(out, [0x03, 0b1000_1000, 0b1100_0110, 0b1111_1010]);
+        // 9 values: two groups, the second padded with zeros.
+        let mut out = Vec::new();
+        bit_pack(&mut out, &[1; 9], 1);
+        assert_eq!(out, [0x05, 0xff, 0x01]);
+        // More than 63 groups: a second run.
+        let mut out = Vec::new();
+        bit_pack(&mut out, &[0; 8 * 64], 1);
+        assert_eq!(out.len(), 1 + 63 + 1 + 1);
+        assert_eq!((out[0], out[64]), ((63 << 1) | 1, (1 << 1) | 1));
+    }
+
+    fn text_values(values: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
+        let mut data = Vec::new();
+        let mut ends = Vec::new();
+        for v in values {
+            data.extend_from_slice(v);
+            ends.push(data.len());
+        }
+        (data, ends)
+    }
+
+    #[test]
+    fn dictionaries_are_kept_only_where_they_pay() {
+        let repeated: Vec<String> = (0..5000).map(|i| format!("name {}", i % 50)).collect();
+        let unique: Vec<String> = (0..5000).map(|i| format!("name {i}")).collect();
+        let few_unique: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
+        let cases: [(&str, &[String], bool); 3] = [
+            ("50 names over 5,000 rows", &repeated, true),
+            ("every name distinct", &unique, false),
+            (
+                "10 distinct short values: indices cost more than they save",
+                &few_unique,
+                false,
+            ),
+        ];
+        for (what, values, kept) in cases {
+            let refs: Vec<&[u8]> = values.iter().map(String::as_bytes).collect();
+            let (data, ends) = text_values(&refs);
+            let mut scratch = Scratch::default();
+            assert_eq!(build_dictionary(&data, &ends, &mut scratch), kept, "{what}");
+            if kept {
+                assert_eq!(scratch.entries.len(), 50, "{what}");
+                assert_eq!(scratch.indices.len(), values.len(), "{what}");
+                let (s, e) = scratch.entries[scratch.indices[1234] as usize];
+                assert_eq!(&data[s..e], values[1234].as_bytes(), "{what}");
+            }
+        }
+    }
+
+    /// The bounds of `values` as `TextBounds` finds them.
+    fn bounds(values: &[&[u8]]) -> Option<Statistics> {
+        let (data, ends) = text_values(values);
+        let mut bounds = TextBounds::default();
+        let mut start = 0;
+        for end in ends {
+            bounds.add(&data, start, end);
+            start = end;
+        }
+        bounds.statistics(&data)
+    }
+
+    #[test]
+    fn text_bounds_order_as_the_bytes_do() {
+        // Values sharing their first 8 bytes, shorter than 8, empty, prefixes of each other,
+        // zero bytes (which the key's padding looks like), and high bytes.
+        let values: Vec<&[u8]> = vec![
+            b"user.1234@example.com",
+            b"user.1234@example.co",
+            b"user.123",
+            b"user.12",
+            b"",
+            b"a\0",
+            b"a",
+            b"\xff\xfe",
+            b"\xff",
+            b"user.1234@example.com\0",
+            b"zz",
+            b"z\0\0\0\0\0\0\0\0",
+        ];
+        // Every order of insertion that rotates the list, and each prefix of it.
+        for rotate in 0..values.len() {
+            let mut list = values.clone();
+            list.rotate_left(rotate);
+            for n in 1..=list.len() {
+                let part = &list[..n];
+                let want_min = part.iter().min().copied().unwrap_or_default();
+                let want_max = part.iter().max().copied().unwrap_or_default();
+                let got = bounds(part).expect("short values have statistics");
+                assert_eq!(
+                    (got.min.as_slice(), got.max.as_slice()),
+                    (want_min, want_max),
+                    "{part:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn interning_finds_every_value_again_across_growth() {
+        // 5,000 distinct values (the table grows several times), each seen three times, and
+        // values that are prefixes of each other or differ only past 8 bytes.
+        let mut values: Vec<Vec<u8>> = (0..5000).map(|i| format!("v{i}").into_bytes()).collect();
+        values.extend(
+            [
+                &b""[..],
+                b"a",
+                b"a\0",
+                b"abcdefgh",
+                b"abcdefghi",
+                b"abcdefghj",
+            ]
+            .map(<[u8]>::to_vec),
+        );
+        let refs: Vec<&[u8]> = values
+            .iter()
+            .chain(&values)
+            .chain(&values)
+            .map(Vec::as_slice)
+            .collect();
+        let (data, ends) = text_values(&refs);
+        let mut slots = Slots::default();
+        slots.reset();
+        let mut entries = Vec::new();
+        let mut start = 0;
+        for (i, &end) in ends.iter().enumerate() {
+            let (index, new) = slots.intern(&data, start, end, &mut entries);
+            let first = i % values.len();
+            assert_eq!(
+                (index as usize, new),
+                (first, i < values.len()),
+                "value {i}"
+            );
+            start = end;
+        }
+        assert_eq!(entries.len(), values.len());
+    }
+
+    #[test]
+    fn long_strings_leave_the_statistics_out() {
+        let s = bounds(&[b"b", b"a", b"c"]).expect("stats");
+        assert_eq!((s.min.as_slice(), s.max.as_slice()), (&b"a"[..], &b"c"[..]));
+        let long = "x".repeat(STATISTIC_BYTES + 1);
+        assert_eq!(bounds(&[b"b", long.as_bytes()]), None);
+        let pages = [Some(s), None];
+        assert_eq!(Statistics::merge(&pages, true), None);
+    }
+
+    #[test]
+    fn integer_statistics_merge_by_value_not_by_bytes() {
+        let a = Statistics::of_ints(&[-1, 5]);
+        let b = Statistics::of_ints(&[256, 3]);
+        let merged = Statistics::merge(&[a, b], false).expect("stats");
+        assert_eq!(merged.min, (-1i64).to_le_bytes());
+        assert_eq!(merged.max, 256i64.to_le_bytes());
+    }
+}

@@ -11,16 +11,17 @@
 pub const FULL_VCPU_MEMORY_MB: u32 = 1769;
 
 /// Bytes of input the function's processing path handles per CPU-second, with Parquet outputs
-/// on: half of the lowest figure `scripts/bench.sh budget` has measured (the real handler over
-/// an in-memory store, no latency, CPU seconds of the whole process: 104 MiB per CPU-second on
-/// this 2-core machine under load, 2026-12-01; 160–267 on 2026-12-02, before and after the
-/// throughput work, whose SSE2 paths arm64 does not run). Halved because Lambda's vCPUs are
-/// not this machine's, and a refused file costs a redrive while a timed-out one costs three
-/// attempts.
-pub const BYTES_PER_CPU_SECOND_PARQUET: u64 = 52 * MIB;
-/// The same with Parquet outputs off (CSV only): 230 MiB per CPU-second measured under load
-/// (497–800 since), halved.
-pub const BYTES_PER_CPU_SECOND_CSV: u64 = 115 * MIB;
+/// on. Derived from the lowest figure `scripts/bench.sh budget` has measured (the real handler
+/// over an in-memory store, no latency, CPU seconds of the whole process: 104 MiB per
+/// CPU-second on this 2-core machine under load, 2026-12-01), times the speedup measured since
+/// side by side under a compile load on the benchmark file's rows (2026-12-02: 222 → 331 MiB
+/// per CPU-second, mean of 3, with our own Parquet writer: 1.49×), halved: 77. Halved because
+/// Lambda's vCPUs are not this machine's and arm64 runs the splitter's SWAR path rather than
+/// SSE2, and a refused file costs a redrive while a timed-out one costs three attempts.
+pub const BYTES_PER_CPU_SECOND_PARQUET: u64 = 77 * MIB;
+/// The same with Parquet outputs off (CSV only): 230 MiB per CPU-second measured under load,
+/// times 1.45 (492 → 711 MiB per CPU-second side by side, 2026-12-02), halved.
+pub const BYTES_PER_CPU_SECOND_CSV: u64 = 166 * MIB;
 /// An assumed floor for S3's server-side copy (`CopyObject`, or `UploadPartCopy` parts in
 /// parallel above 5 GiB), in bytes per second. Not measurable here (the emulator copies in
 /// memory); AWS copies within a region at hundreds of MB/s.

@@ -541,11 +541,9 @@ fn statistic_keys(statistics: &Statistics) -> Option<(Vec<u8>, Vec<u8>)> {
     }
 }
 
-#[test]
-fn statistics_are_the_true_bounds_of_each_chunk_and_page() {
-    // Athena skips row groups and pages by these: a wrong bound silently drops rows from
-    // query results. Several groups and pages, non-ASCII names, long rejected values (whose
-    // statistics are left out rather than truncated).
+/// Several groups and pages, non-ASCII names, long rejected values (whose statistics are left
+/// out rather than truncated): (clean, rejected).
+fn statistics_files() -> (Vec<u8>, Vec<u8>) {
     let mut input = generate(45_000);
     let long = "x".repeat(100);
     for i in 0..300 {
@@ -558,6 +556,111 @@ fn statistics_are_the_true_bounds_of_each_chunk_and_page() {
         bytes: usize::MAX,
     };
     let (clean, rejected, _, _) = run(&input, 1 << 16, 1, limits);
+    (clean, rejected)
+}
+
+/// Every value of every row group of `file`, column by column, as `sort_key`s.
+fn columns_by_group(file: &[u8]) -> Vec<Vec<Vec<Vec<u8>>>> {
+    let r = reader(file);
+    (0..r.num_row_groups())
+        .map(|g| {
+            let group = r.get_row_group(g).expect("row group");
+            let rows: Vec<Vec<Vec<u8>>> = group
+                .get_row_iter(None)
+                .expect("rows")
+                .map(|row| {
+                    let row = row.expect("row");
+                    row.get_column_iter().map(|(_, f)| sort_key(f)).collect()
+                })
+                .collect();
+            (0..group.num_columns())
+                .map(|c| rows.iter().map(|row| row[c].clone()).collect())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_page_index_locates_every_data_page_with_its_true_bounds() {
+    use parquet::file::page_index::column_index::ColumnIndexMetaData;
+    let (clean, rejected) = statistics_files();
+    let (mut pages, mut bounded) = (0, 0);
+    for file in [&clean, &rejected] {
+        let values = columns_by_group(file);
+        let options = ReadOptionsBuilder::new().with_page_index().build();
+        let r = SerializedFileReader::new_with_options(Bytes::copy_from_slice(file), options)
+            .expect("a valid parquet file");
+        for (g, columns) in values.iter().enumerate() {
+            let index = r.metadata().page_index_for_row_group(g);
+            for (c, column) in columns.iter().enumerate() {
+                let offsets = index
+                    .offset_index(c)
+                    .expect("every chunk has an offset index");
+                let locations = offsets.page_locations();
+                // Pages back to back, the first at row 0.
+                let mut starts: Vec<usize> = locations
+                    .iter()
+                    .map(|p| p.first_row_index as usize)
+                    .collect();
+                assert_eq!(starts.first(), Some(&0), "group {g} column {c}");
+                for pair in locations.windows(2) {
+                    let end = pair[0].offset + i64::from(pair[0].compressed_page_size);
+                    assert_eq!(end, pair[1].offset, "group {g} column {c}");
+                }
+                starts.push(column.len());
+                let bounds: Vec<(Vec<u8>, Vec<u8>)> = starts
+                    .windows(2)
+                    .map(|w| {
+                        let page = &column[w[0]..w[1]];
+                        let min = page.iter().min().expect("a page has values");
+                        let max = page.iter().max().expect("a page has values");
+                        (min.clone(), max.clone())
+                    })
+                    .collect();
+                pages += bounds.len();
+                let Some(column_index) = index.column_index(c) else {
+                    assert!(column.iter().any(|v| v.len() > 64), "group {g} column {c}");
+                    continue;
+                };
+                let flip = |v: i64| ((v as u64) ^ (1 << 63)).to_be_bytes().to_vec();
+                for (k, want) in bounds.into_iter().enumerate() {
+                    let got = match column_index {
+                        ColumnIndexMetaData::INT64(i) => (
+                            i.min_value(k).map(|v| flip(*v)),
+                            i.max_value(k).map(|v| flip(*v)),
+                        ),
+                        ColumnIndexMetaData::BYTE_ARRAY(i) => (
+                            i.min_value(k).map(<[u8]>::to_vec),
+                            i.max_value(k).map(<[u8]>::to_vec),
+                        ),
+                        other => panic!("unexpected index {other:?}"),
+                    };
+                    let want = (Some(want.0), Some(want.1));
+                    assert_eq!(got, want, "group {g} column {c} page {k}");
+                    bounded += 1;
+                }
+            }
+        }
+        // Reading through the offset index gives the same rows.
+        let rows_of = |r: &SerializedFileReader<Bytes>| -> Vec<String> {
+            r.get_row_iter(None)
+                .expect("rows")
+                .map(|row| format!("{:?}", row.expect("row")))
+                .collect()
+        };
+        assert_eq!(rows_of(&r), rows_of(&reader(file)));
+    }
+    assert!(
+        bounded > 20 && pages > bounded,
+        "{pages} pages, {bounded} with bounds"
+    );
+}
+
+#[test]
+fn statistics_are_the_true_bounds_of_each_chunk_and_page() {
+    // Athena skips row groups and pages by these: a wrong bound silently drops rows from
+    // query results.
+    let (clean, rejected) = statistics_files();
     let mut checked = (0, 0, 0);
     for file in [&clean, &rejected] {
         let options = ReadOptionsBuilder::new()

@@ -18,7 +18,9 @@
 //! - Statistics: `min_value`/`max_value` (and the deprecated `min`/`max` for `INT64`, whose
 //!   order is the same), `null_count` 0; a string statistic longer than 64 bytes is left out
 //!   (min and max both) rather than truncated.
-//! - No page index, bloom filter, CRC or key-value metadata.
+//! - A page index for every chunk (offset index; column index with each page's bounds, order
+//!   `UNORDERED`, unless a page has no statistics), before the footer as the crate laid it out.
+//! - No bloom filter, CRC or key-value metadata.
 
 use super::thrift::{Compact, Element};
 
@@ -231,10 +233,54 @@ pub struct ChunkMeta {
     start: i64,
     data_page_offset: i64,
     dictionary: bool,
-    data_pages: i32,
+    /// The data pages, in order (not the dictionary page).
+    pages: Vec<PageEntry>,
     statistics: Option<Statistics>,
     /// Snappy, unless the probe of the first page found the values incompressible.
     snappy: Option<bool>,
+    /// Where the page index entries of this chunk are: (offset, length).
+    column_index: Option<(i64, i32)>,
+    offset_index: Option<(i64, i32)>,
+}
+
+/// A data page as the page index describes it.
+#[derive(Clone, Debug)]
+struct PageEntry {
+    offset: i64,
+    /// Header and body.
+    size: i32,
+    first_row: i64,
+    values: i64,
+    statistics: Option<Statistics>,
+}
+
+impl ChunkMeta {
+    /// Compresses `scratch.page` as the chunk's next data page and appends it to `out` (whose
+    /// first byte is at file offset `base`).
+    fn data_page(
+        &mut self,
+        out: &mut Vec<u8>,
+        base: u64,
+        scratch: &mut Scratch,
+        (values, encoding): (usize, i32),
+        statistics: Option<Statistics>,
+    ) -> Result<(), String> {
+        let offset = base as i64 + out.len() as i64;
+        let kind = PageKind::Data { values, encoding };
+        let (uncompressed, compressed) =
+            write_page(out, scratch, &mut self.snappy, kind, statistics.as_ref())?;
+        self.uncompressed += uncompressed;
+        self.compressed += compressed;
+        let first_row = self.pages.last().map_or(0, |p| p.first_row + p.values);
+        self.pages.push(PageEntry {
+            offset,
+            size: page_i32(compressed as usize, "bytes")?,
+            first_row,
+            values: values as i64,
+            statistics,
+        });
+        Ok(())
+    }
 }
 
 /// What the footer says of one written row group.
@@ -296,11 +342,12 @@ pub fn write_chunk(
         start: chunk_start,
         data_page_offset: chunk_start,
         dictionary: false,
-        data_pages: 0,
+        pages: Vec::new(),
         statistics: None,
         snappy: None,
+        column_index: None,
+        offset_index: None,
     };
-    let mut page_statistics = Vec::new();
     match values {
         Values::Text { data, ends } => {
             let dictionary = matches!(spec.kind, Kind::Text { dictionary: true })
@@ -341,17 +388,9 @@ pub fn write_chunk(
                     scratch.page.clear();
                     scratch.page.push(width);
                     bit_pack(&mut scratch.page, page, width);
-                    let kind = PageKind::Data {
-                        values: page.len(),
-                        encoding: RLE_DICTIONARY,
-                    };
                     let statistics = bounds.statistics(data);
-                    let sizes =
-                        write_page(out, scratch, &mut meta.snappy, kind, statistics.as_ref())?;
-                    meta.uncompressed += sizes.0;
-                    meta.compressed += sizes.1;
-                    meta.data_pages += 1;
-                    page_statistics.push(statistics);
+                    let page = (page.len(), RLE_DICTIONARY);
+                    meta.data_page(out, offset, scratch, page, statistics)?;
                 }
                 scratch.indices = indices;
             } else {
@@ -370,17 +409,8 @@ pub fn write_chunk(
                         start = end;
                         i += 1;
                     }
-                    let kind = PageKind::Data {
-                        values: i - first,
-                        encoding: PLAIN,
-                    };
                     let statistics = bounds.statistics(data);
-                    let sizes =
-                        write_page(out, scratch, &mut meta.snappy, kind, statistics.as_ref())?;
-                    meta.uncompressed += sizes.0;
-                    meta.compressed += sizes.1;
-                    meta.data_pages += 1;
-                    page_statistics.push(statistics);
+                    meta.data_page(out, offset, scratch, (i - first, PLAIN), statistics)?;
                 }
             }
         }
@@ -393,19 +423,12 @@ pub fn write_chunk(
                     to.copy_from_slice(&v.to_le_bytes());
                 }
                 let statistics = Statistics::of_ints(page);
-                let kind = PageKind::Data {
-                    values: page.len(),
-                    encoding: PLAIN,
-                };
-                let sizes = write_page(out, scratch, &mut meta.snappy, kind, statistics.as_ref())?;
-                meta.uncompressed += sizes.0;
-                meta.compressed += sizes.1;
-                meta.data_pages += 1;
-                page_statistics.push(statistics);
+                meta.data_page(out, offset, scratch, (page.len(), PLAIN), statistics)?;
             }
         }
     }
-    meta.statistics = Statistics::merge(&page_statistics, matches!(values, Values::Text { .. }));
+    let pages: Vec<Option<Statistics>> = meta.pages.iter().map(|p| p.statistics.clone()).collect();
+    meta.statistics = Statistics::merge(&pages, matches!(values, Values::Text { .. }));
     Ok(meta)
 }
 
@@ -632,6 +655,63 @@ fn write_page(
     Ok((header + i64::from(uncompressed), header + compressed as i64))
 }
 
+/// Appends the page index of every chunk of `groups` to `out` (whose first byte is at file
+/// offset `base`): all column indexes, then all offset indexes, as the `parquet` crate lays
+/// them out, and notes where each is. A chunk with a page without statistics (a string bound
+/// over 64 bytes) gets no column index, only an offset index.
+pub fn write_page_indexes(out: &mut Vec<u8>, base: u64, groups: &mut [GroupMeta]) {
+    let at = |out: &Vec<u8>| base as i64 + out.len() as i64;
+    for chunk in groups.iter_mut().flat_map(|g| g.columns.iter_mut()) {
+        let bounds: Option<Vec<&Statistics>> =
+            chunk.pages.iter().map(|p| p.statistics.as_ref()).collect();
+        let Some(bounds) = bounds else { continue };
+        let start = at(out);
+        let mut c = Compact::new(out);
+        // ColumnIndex { null_pages, min_values, max_values, boundary_order, null_counts }
+        c.list(1, Element::Bool, bounds.len(), |l| {
+            for _ in &bounds {
+                l.element_bool(false);
+            }
+        })
+        .list(2, Element::Binary, bounds.len(), |l| {
+            for b in &bounds {
+                l.element_binary(&b.min);
+            }
+        })
+        .list(3, Element::Binary, bounds.len(), |l| {
+            for b in &bounds {
+                l.element_binary(&b.max);
+            }
+        })
+        // UNORDERED: always true, and readers then look at every page's bounds.
+        .i32(4, 0)
+        .list(5, Element::I64, bounds.len(), |l| {
+            for _ in &bounds {
+                l.element_i64(0);
+            }
+        });
+        c.finish();
+        chunk.column_index = Some((start, (at(out) - start) as i32));
+    }
+    for chunk in groups.iter_mut().flat_map(|g| g.columns.iter_mut()) {
+        let start = at(out);
+        let mut c = Compact::new(out);
+        // OffsetIndex { page_locations: [PageLocation { offset, compressed_page_size,
+        // first_row_index }] }
+        c.list(1, Element::Struct, chunk.pages.len(), |l| {
+            for page in &chunk.pages {
+                l.element_struct(|p| {
+                    p.i64(1, page.offset)
+                        .i32(2, page.size)
+                        .i64(3, page.first_row);
+                });
+            }
+        });
+        c.finish();
+        chunk.offset_index = Some((start, (at(out) - start) as i32));
+    }
+}
+
 /// Appends the footer (metadata, its length, the magic) for `groups` of a `schema` file.
 pub fn write_footer(
     out: &mut Vec<u8>,
@@ -706,6 +786,12 @@ fn write_row_group(g: &mut Compact<'_>, group: &GroupMeta, ordinal: usize) {
             l.element_struct(|cc| {
                 cc.i64(2, chunk.start)
                     .structure(3, |m| write_column_metadata(m, chunk));
+                if let Some((offset, length)) = chunk.offset_index {
+                    cc.i64(4, offset).i32(5, length);
+                }
+                if let Some((offset, length)) = chunk.column_index {
+                    cc.i64(6, offset).i32(7, length);
+                }
             });
         }
     })
@@ -753,10 +839,10 @@ fn write_column_metadata(m: &mut Compact<'_>, chunk: &ChunkMeta) {
     let pages: Vec<(i32, i32, i32)> = if chunk.dictionary {
         vec![
             (DICTIONARY_PAGE, PLAIN, 1),
-            (DATA_PAGE, RLE_DICTIONARY, chunk.data_pages),
+            (DATA_PAGE, RLE_DICTIONARY, chunk.pages.len() as i32),
         ]
     } else {
-        vec![(DATA_PAGE, PLAIN, chunk.data_pages)]
+        vec![(DATA_PAGE, PLAIN, chunk.pages.len() as i32)]
     };
     m.list(13, Element::Struct, pages.len(), |l| {
         for (page_type, encoding, count) in pages {

@@ -502,6 +502,8 @@ impl TableEncoder {
 
     /// Writes the footer; returns the bytes not drained yet (never empty: at least the footer).
     pub fn finish(mut self) -> Result<Vec<u8>, ParquetError> {
+        let base = self.written - self.buffer.len() as u64;
+        encode::write_page_indexes(&mut self.buffer, base, &mut self.groups);
         encode::write_footer(&mut self.buffer, self.schema, &self.groups, CREATED_BY);
         Ok(self.buffer)
     }

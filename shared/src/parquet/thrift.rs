@@ -13,7 +13,9 @@ const STRUCT: u8 = 12;
 /// Element types of the lists we write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Element {
+    Bool,
     I32,
+    I64,
     Binary,
     Struct,
 }
@@ -21,7 +23,9 @@ pub enum Element {
 impl Element {
     fn code(self) -> u8 {
         match self {
+            Element::Bool => BOOL_TRUE,
             Element::I32 => I32,
+            Element::I64 => I64,
             Element::Binary => BINARY,
             Element::Struct => STRUCT,
         }
@@ -120,6 +124,15 @@ impl<'a> Compact<'a> {
 
     pub fn element_i32(&mut self, v: i32) {
         self.zigzag(i64::from(v));
+    }
+
+    /// A bool list element: one byte, 1 for true and 2 for false (as in field headers).
+    pub fn element_bool(&mut self, v: bool) {
+        self.out.push(if v { BOOL_TRUE } else { BOOL_FALSE });
+    }
+
+    pub fn element_i64(&mut self, v: i64) {
+        self.zigzag(v);
     }
 
     pub fn element_binary(&mut self, v: &[u8]) {
@@ -244,6 +257,23 @@ mod tests {
                     });
                 }),
                 [vec![0x19, 0xf5, 0x0f], vec![0; 15], vec![0x00]].concat(),
+            ),
+            (
+                "list of bools",
+                written(|c| {
+                    c.list(1, Element::Bool, 2, |l| {
+                        l.element_bool(true);
+                        l.element_bool(false);
+                    });
+                }),
+                vec![0x19, 0x21, 0x01, 0x02, 0x00],
+            ),
+            (
+                "list of i64",
+                written(|c| {
+                    c.list(1, Element::I64, 1, |l| l.element_i64(-2));
+                }),
+                vec![0x19, 0x16, 0x03, 0x00],
             ),
             (
                 "list of structs",

@@ -439,11 +439,69 @@ fn parquet_rows(file: &[u8]) -> Vec<Vec<String>> {
     .collect()
 }
 
+/// Where a row group's chunk statistics are not exactly the least and greatest of its values
+/// (strings by bytes, integers by value), a description of the first such chunk. Absent
+/// statistics are right only where a value is over 64 bytes.
+fn wrong_bounds(file: &[u8]) -> Option<String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::statistics::Statistics;
+    use parquet::record::Field;
+    let reader = SerializedFileReader::new(bytes::Bytes::copy_from_slice(file))
+        .unwrap_or_else(|e| panic!("not a parquet file: {e}"));
+    // Integers as big-endian with the sign flipped, so byte order is numeric order.
+    let key = |v: i64| ((v as u64) ^ (1 << 63)).to_be_bytes().to_vec();
+    for g in 0..reader.num_row_groups() {
+        let group = reader.get_row_group(g).unwrap_or_else(|e| panic!("{e}"));
+        let rows: Vec<Vec<Vec<u8>>> = group
+            .get_row_iter(None)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|row| {
+                row.unwrap_or_else(|e| panic!("{e}"))
+                    .get_column_iter()
+                    .map(|(_, field)| match field {
+                        Field::Str(s) => s.as_bytes().to_vec(),
+                        Field::Long(n) | Field::TimestampMicros(n) => key(*n),
+                        other => panic!("unexpected value {other:?}"),
+                    })
+                    .collect()
+            })
+            .collect();
+        for c in 0..group.num_columns() {
+            let values: Vec<&Vec<u8>> = rows.iter().map(|row| &row[c]).collect();
+            let want = values.iter().min().zip(values.iter().max());
+            let got = match group.metadata().column(c).statistics() {
+                Some(Statistics::ByteArray(s)) => s
+                    .min_opt()
+                    .zip(s.max_opt())
+                    .map(|(a, b)| (a.data().to_vec(), b.data().to_vec())),
+                Some(Statistics::Int64(s)) => s
+                    .min_opt()
+                    .zip(s.max_opt())
+                    .map(|(a, b)| (key(*a), key(*b))),
+                _ => None,
+            };
+            let ok = match (&got, want) {
+                (Some((min, max)), Some((want_min, want_max))) => {
+                    min == *want_min && max == *want_max
+                }
+                (None, _) => values.iter().any(|v| v.len() > 64),
+                (Some(_), None) => false,
+            };
+            if !ok {
+                return Some(format!(
+                    "group {g} column {c}: statistics {got:?}, values {values:?}"
+                ));
+            }
+        }
+    }
+    None
+}
+
 proptest! {
     #![proptest_config(config(300))]
 
     #[test]
-    fn parquet_holds_the_csv_rows_whatever_the_chunking(f in file()) {
+    fn parquet_holds_the_csv_rows_with_true_bounds_whatever_the_chunking(f in file()) {
         let (pq_clean, pq_rejected, csv_clean, csv_rejected) = process_parquet(&f.bytes, &f.cuts);
         let clean: Vec<Vec<String>> = parse_clean_csv(&csv_clean)
             .unwrap_or_default()
@@ -467,6 +525,8 @@ proptest! {
             })
             .collect();
         prop_assert_eq!(parquet_rows(&pq_rejected), rejected);
+        prop_assert_eq!(wrong_bounds(&pq_clean), None);
+        prop_assert_eq!(wrong_bounds(&pq_rejected), None);
         let (whole_clean, whole_rejected, _, _) = process_parquet(&f.bytes, &[]);
         prop_assert!(whole_clean == pq_clean && whole_rejected == pq_rejected, "chunking changed the bytes");
     }

@@ -10,7 +10,7 @@ use std::fmt;
 
 use crate::process::Processor;
 use crate::reason::ReasonSet;
-use crate::record::{Record, RecordSplitter, special_bytes};
+use crate::record::{Record, RecordSplitter, le_words, special_bytes};
 use crate::row::{CleanRow, RejectedRow};
 use crate::timestamp::Timestamp;
 
@@ -210,18 +210,7 @@ fn count_special(line: &[u8]) -> usize {
 /// at a time (values are short; the tail is padded with zeros, which are not special).
 #[inline]
 fn has_special(value: &[u8]) -> bool {
-    let mut words = value.chunks_exact(8);
-    let mut special = 0;
-    for word in &mut words {
-        special |= special_bytes(u64::from_le_bytes(
-            <[u8; 8]>::try_from(word).unwrap_or([0; 8]),
-        ));
-    }
-    let rest = words.remainder();
-    let mut tail = [0u8; 8];
-    tail[..rest.len()].copy_from_slice(rest);
-    special |= special_bytes(u64::from_le_bytes(tail));
-    special != 0
+    le_words(value).fold(0, |special, word| special | special_bytes(word)) != 0
 }
 
 /// `value` with invalid UTF-8 replaced by U+FFFD, as `String::from_utf8_lossy`; ASCII, the

@@ -577,6 +577,18 @@ fn nonzero_high(w: u64, b: u8) -> u64 {
     ((x & LOW7) + LOW7) | x
 }
 
+/// `bytes` as little-endian words, the last padded with zeros (one zero word for no bytes).
+#[inline(always)]
+pub(crate) fn le_words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    let words = bytes.chunks_exact(8);
+    let rest = words.remainder();
+    let mut tail = [0u8; 8];
+    tail[..rest.len()].copy_from_slice(rest);
+    words
+        .map(|w| u64::from_le_bytes(<[u8; 8]>::try_from(w).unwrap_or([0; 8])))
+        .chain(std::iter::once(u64::from_le_bytes(tail)))
+}
+
 /// The high bit of every byte of `w` that is `,`, `"`, `\r` or `\n`, and no other bit.
 #[inline(always)]
 pub(crate) fn special_bytes(w: u64) -> u64 {

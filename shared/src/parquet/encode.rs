@@ -23,6 +23,7 @@
 //! - No bloom filter, CRC or key-value metadata.
 
 use super::thrift::{Compact, Element};
+use crate::record::le_words;
 
 /// Largest PLAIN data page (bytes of values) and values per page.
 const PAGE_BYTES: usize = 1 << 20;
@@ -186,12 +187,13 @@ impl Statistics {
     }
 
     /// The statistics of a chunk from those of its pages (None if any page has none).
-    fn merge(pages: &[Option<Statistics>], text: bool) -> Option<Statistics> {
+    fn merge(pages: &[Option<Statistics>]) -> Option<Statistics> {
         let mut all = pages.iter();
         let mut merged = all.next()?.clone()?;
         for page in all {
             let page = page.as_ref()?;
-            if text {
+            if !merged.legacy {
+                // Strings: by their bytes.
                 if page.min < merged.min {
                     merged.min.clone_from(&page.min);
                 }
@@ -199,6 +201,7 @@ impl Statistics {
                     merged.max.clone_from(&page.max);
                 }
             } else {
+                // Signed integers: by value.
                 let int = |b: &[u8]| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
                 if int(&page.min) < int(&merged.min) {
                     merged.min.clone_from(&page.min);
@@ -428,7 +431,7 @@ pub fn write_chunk(
         }
     }
     let pages: Vec<Option<Statistics>> = meta.pages.iter().map(|p| p.statistics.clone()).collect();
-    meta.statistics = Statistics::merge(&pages, matches!(values, Values::Text { .. }));
+    meta.statistics = Statistics::merge(&pages);
     Ok(meta)
 }
 
@@ -443,15 +446,9 @@ fn push_plain_text(page: &mut Vec<u8>, value: &[u8]) {
 fn hash_value(value: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mut h = (value.len() as u64).wrapping_mul(K);
-    let mut words = value.chunks_exact(8);
-    for w in &mut words {
-        let word = u64::from_le_bytes(<[u8; 8]>::try_from(w).unwrap_or([0; 8]));
+    for word in le_words(value) {
         h = (h.rotate_left(5) ^ word).wrapping_mul(K);
     }
-    let rest = words.remainder();
-    let mut tail = [0u8; 8];
-    tail[..rest.len()].copy_from_slice(rest);
-    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
     // The high bits are the best mixed: they pick the slot.
     h ^ (h >> 29)
 }
@@ -1023,14 +1020,14 @@ mod tests {
         let long = "x".repeat(STATISTIC_BYTES + 1);
         assert_eq!(bounds(&[b"b", long.as_bytes()]), None);
         let pages = [Some(s), None];
-        assert_eq!(Statistics::merge(&pages, true), None);
+        assert_eq!(Statistics::merge(&pages), None);
     }
 
     #[test]
     fn integer_statistics_merge_by_value_not_by_bytes() {
         let a = Statistics::of_ints(&[-1, 5]);
         let b = Statistics::of_ints(&[256, 3]);
-        let merged = Statistics::merge(&[a, b], false).expect("stats");
+        let merged = Statistics::merge(&[a, b]).expect("stats");
         assert_eq!(merged.min, (-1i64).to_le_bytes());
         assert_eq!(merged.max, 256i64.to_le_bytes());
     }

@@ -85,6 +85,14 @@ impl Table {
             Table::Rejected => "rejected",
         }
     }
+
+    /// The file's columns, in order: what the rows are gathered into and the footer says.
+    fn schema(self) -> &'static [ColumnSpec] {
+        match self {
+            Table::Clean => &CLEAN_SCHEMA,
+            Table::Rejected => &REJECTED_SCHEMA,
+        }
+    }
 }
 
 /// The Parquet encoder failed (a bug rather than bad input: every row is representable, and a
@@ -162,20 +170,14 @@ pub struct RowGroup {
 
 impl RowGroup {
     pub fn new(table: Table) -> RowGroup {
-        let columns = match table {
-            Table::Clean => vec![
-                Column::text(),
-                Column::text(),
-                Column::text(),
-                Column::Int64(Vec::new()),
-                Column::Int64(Vec::new()),
-            ],
-            Table::Rejected => {
-                let mut columns = vec![Column::Int64(Vec::new())];
-                columns.extend((1..REJECTED_COLUMNS.len()).map(|_| Column::text()));
-                columns
-            }
-        };
+        let columns = table
+            .schema()
+            .iter()
+            .map(|spec| match spec.kind {
+                Kind::Text { .. } => Column::text(),
+                Kind::Timestamp | Kind::Int64 => Column::Int64(Vec::new()),
+            })
+            .collect();
         RowGroup {
             table,
             columns,
@@ -409,13 +411,9 @@ impl fmt::Debug for TableEncoder {
 impl TableEncoder {
     /// A file of `table`'s schema, so far only its leading magic bytes.
     pub fn new(table: Table) -> Result<TableEncoder, ParquetError> {
-        let schema: &'static [ColumnSpec] = match table {
-            Table::Clean => &CLEAN_SCHEMA,
-            Table::Rejected => &REJECTED_SCHEMA,
-        };
         Ok(TableEncoder {
             table,
-            schema,
+            schema: table.schema(),
             buffer: b"PAR1".to_vec(),
             written: 4,
             groups: Vec::new(),

@@ -84,7 +84,8 @@ impl ColumnSpec {
 /// The values of one column chunk, borrowed from the gathered row group.
 #[derive(Clone, Copy, Debug)]
 pub enum Values<'a> {
-    /// Strings back to back in `data`; value `i` ends at `ends[i]`.
+    /// Strings PLAIN-encoded back to back in `data` (a 4-byte little-endian length, then the
+    /// bytes); value `i` ends at `ends[i]`, so its bytes are `data[ends[i - 1] + 4..ends[i]]`.
     Text {
         data: &'a [u8],
         ends: &'a [usize],
@@ -110,34 +111,39 @@ struct Statistics {
     legacy: bool,
 }
 
-/// The first 8 bytes of `data[start..end]` as a big-endian number, zeros past the end: when
+/// Bytes of a value in its `prefix_key`.
+const KEY_BYTES: usize = 16;
+
+/// The first 16 bytes of `data[start..end]` as a big-endian number, zeros past the end: when
 /// two values' keys differ, they order the values as the bytes do (a zero pad sorts like the
-/// end of a shorter value), so most comparisons need no `memcmp`.
+/// end of a shorter value), so most comparisons need no `memcmp`. Sixteen, not eight: names and
+/// emails often share their first eight bytes (`User Num…`, `user.123…`).
 #[inline(always)]
-fn prefix_key(data: &[u8], start: usize, end: usize) -> u64 {
+fn prefix_key(data: &[u8], start: usize, end: usize) -> u128 {
     let len = end - start;
-    let word = match data.get(start..start + 8) {
-        Some(w) => u64::from_be_bytes(<[u8; 8]>::try_from(w).unwrap_or([0; 8])),
+    // The bytes after a value (the next one's, mostly) are read and masked off.
+    let word = match data.get(start..start + KEY_BYTES) {
+        Some(w) => u128::from_be_bytes(<[u8; KEY_BYTES]>::try_from(w).unwrap_or([0; KEY_BYTES])),
         None => {
-            let mut padded = [0u8; 8];
-            let n = len.min(8);
+            let mut padded = [0u8; KEY_BYTES];
+            let n = len.min(KEY_BYTES);
             padded[..n].copy_from_slice(&data[start..start + n]);
-            u64::from_be_bytes(padded)
+            u128::from_be_bytes(padded)
         }
     };
-    if len >= 8 {
+    if len >= KEY_BYTES {
         word
     } else {
-        // len 0 keeps nothing: `u64::MAX >> 0` is all ones.
-        word & !(u64::MAX >> (8 * len as u32))
+        // len 0 keeps nothing: `u128::MAX >> 0` is all ones.
+        word & !(u128::MAX >> (8 * len as u32))
     }
 }
 
 /// The least and greatest of some values of a text buffer, as (key, start, end).
 #[derive(Clone, Copy, Debug, Default)]
 struct TextBounds {
-    min: (u64, usize, usize),
-    max: (u64, usize, usize),
+    min: (u128, usize, usize),
+    max: (u128, usize, usize),
     any: bool,
 }
 
@@ -258,20 +264,21 @@ struct PageEntry {
 }
 
 impl ChunkMeta {
-    /// Compresses `scratch.page` as the chunk's next data page and appends it to `out` (whose
-    /// first byte is at file offset `base`).
+    /// Compresses `body` as the chunk's next data page and appends it to `out` (whose first
+    /// byte is at file offset `base`).
     fn data_page(
         &mut self,
         out: &mut Vec<u8>,
         base: u64,
-        scratch: &mut Scratch,
+        pages: &mut PageWriter,
+        body: &[u8],
         (values, encoding): (usize, i32),
         statistics: Option<Statistics>,
     ) -> Result<(), String> {
         let offset = base as i64 + out.len() as i64;
         let kind = PageKind::Data { values, encoding };
         let (uncompressed, compressed) =
-            write_page(out, scratch, &mut self.snappy, kind, statistics.as_ref())?;
+            pages.write(out, body, &mut self.snappy, kind, statistics.as_ref())?;
         self.uncompressed += uncompressed;
         self.compressed += compressed;
         let first_row = self.pages.last().map_or(0, |p| p.first_row + p.values);
@@ -294,28 +301,32 @@ pub struct GroupMeta {
 }
 
 /// Buffers reused from chunk to chunk.
+#[derive(Default)]
 pub struct Scratch {
+    /// A page body built here (integers, dictionary indices, a dictionary); PLAIN text pages
+    /// are slices of the gathered values instead.
     page: Vec<u8>,
-    compressed: Vec<u8>,
-    header: Vec<u8>,
+    pages: PageWriter,
     indices: Vec<u32>,
+    /// Dictionary entries in first-seen order: the (start, end) of their bytes in `data`.
     entries: Vec<(usize, usize)>,
     /// Per dictionary entry, the last page (numbered from 1) that used it.
     seen: Vec<u32>,
     slots: Slots,
+}
+
+/// Writes pages: the codec, the header, and buffers for both.
+struct PageWriter {
+    compressed: Vec<u8>,
+    header: Vec<u8>,
     snappy: snap::raw::Encoder,
 }
 
-impl Default for Scratch {
-    fn default() -> Scratch {
-        Scratch {
-            page: Vec::new(),
+impl Default for PageWriter {
+    fn default() -> PageWriter {
+        PageWriter {
             compressed: Vec::new(),
             header: Vec::new(),
-            indices: Vec::new(),
-            entries: Vec::new(),
-            seen: Vec::new(),
-            slots: Slots::default(),
             snappy: snap::raw::Encoder::new(),
         }
     }
@@ -359,12 +370,13 @@ pub fn write_chunk(
                 meta.dictionary = true;
                 scratch.page.clear();
                 for &(s, e) in &scratch.entries {
-                    push_plain_text(&mut scratch.page, &data[s..e]);
+                    // The entry with its length prefix: its PLAIN bytes.
+                    scratch.page.extend_from_slice(&data[s - 4..e]);
                 }
                 let entries = scratch.entries.len();
-                let sizes = write_page(
+                let sizes = scratch.pages.write(
                     out,
-                    scratch,
+                    &scratch.page,
                     &mut meta.snappy,
                     PageKind::Dictionary { entries },
                     None,
@@ -392,28 +404,41 @@ pub fn write_chunk(
                     scratch.page.push(width);
                     bit_pack(&mut scratch.page, page, width);
                     let statistics = bounds.statistics(data);
-                    let page = (page.len(), RLE_DICTIONARY);
-                    meta.data_page(out, offset, scratch, page, statistics)?;
+                    let page_values = (page.len(), RLE_DICTIONARY);
+                    let body = &scratch.page;
+                    meta.data_page(
+                        out,
+                        offset,
+                        &mut scratch.pages,
+                        body,
+                        page_values,
+                        statistics,
+                    )?;
                 }
                 scratch.indices = indices;
             } else {
-                let (mut i, mut start) = (0, 0);
+                // The values are PLAIN already: each page is a slice of them.
+                let (mut i, mut end) = (0, 0);
                 while i < ends.len() {
-                    let first = i;
+                    let (first, page_start) = (i, end);
                     let mut bounds = TextBounds::default();
-                    scratch.page.clear();
-                    while i < ends.len()
-                        && i - first < PAGE_VALUES
-                        && scratch.page.len() < PAGE_BYTES
+                    while i < ends.len() && i - first < PAGE_VALUES && end - page_start < PAGE_BYTES
                     {
-                        let end = ends[i];
-                        push_plain_text(&mut scratch.page, &data[start..end]);
-                        bounds.add(data, start, end);
-                        start = end;
+                        bounds.add(data, end + 4, ends[i]);
+                        end = ends[i];
                         i += 1;
                     }
                     let statistics = bounds.statistics(data);
-                    meta.data_page(out, offset, scratch, (i - first, PLAIN), statistics)?;
+                    let body = &data[page_start..end];
+                    let page_values = (i - first, PLAIN);
+                    meta.data_page(
+                        out,
+                        offset,
+                        &mut scratch.pages,
+                        body,
+                        page_values,
+                        statistics,
+                    )?;
                 }
             }
         }
@@ -426,18 +451,22 @@ pub fn write_chunk(
                     to.copy_from_slice(&v.to_le_bytes());
                 }
                 let statistics = Statistics::of_ints(page);
-                meta.data_page(out, offset, scratch, (page.len(), PLAIN), statistics)?;
+                let page_values = (page.len(), PLAIN);
+                let body = &scratch.page;
+                meta.data_page(
+                    out,
+                    offset,
+                    &mut scratch.pages,
+                    body,
+                    page_values,
+                    statistics,
+                )?;
             }
         }
     }
     let pages: Vec<Option<Statistics>> = meta.pages.iter().map(|p| p.statistics.clone()).collect();
     meta.statistics = Statistics::merge(&pages);
     Ok(meta)
-}
-
-fn push_plain_text(page: &mut Vec<u8>, value: &[u8]) {
-    page.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    page.extend_from_slice(value);
 }
 
 /// FxHash over whole words, with the length: the dictionary's keys are short strings from our
@@ -526,21 +555,21 @@ fn build_dictionary(data: &[u8], ends: &[usize], scratch: &mut Scratch) -> bool 
     scratch.indices.clear();
     scratch.slots.reset();
     let mut dictionary_bytes = 0;
-    let mut start = 0;
+    let mut start = 4;
     for (seen, &end) in ends.iter().enumerate() {
         let (index, new) = scratch.slots.intern(data, start, end, &mut scratch.entries);
         if new {
             dictionary_bytes += 4 + (end - start);
         }
         scratch.indices.push(index);
-        start = end;
+        start = end + 4;
         if dictionary_bytes > DICTIONARY_BYTES
             || (seen + 1 >= DICTIONARY_PROBE && scratch.entries.len() * 2 > seen + 1)
         {
             return false;
         }
     }
-    let plain_bytes = 4 * ends.len() + data.len();
+    let plain_bytes = data.len();
     let index_bytes = ends.len() * usize::from(bit_width(scratch.entries.len())) / 8 + 1;
     dictionary_bytes + index_bytes < plain_bytes
 }
@@ -582,74 +611,76 @@ fn page_i32(n: usize, what: &str) -> Result<i32, String> {
     i32::try_from(n).map_err(|_| format!("a page of {n} {what} does not fit the format"))
 }
 
-/// Compresses `scratch.page` and appends header and page to `out`; returns the sizes the
-/// footer counts (uncompressed, compressed), headers included.
-fn write_page(
-    out: &mut Vec<u8>,
-    scratch: &mut Scratch,
-    snappy: &mut Option<bool>,
-    kind: PageKind,
-    statistics: Option<&Statistics>,
-) -> Result<(i64, i64), String> {
-    let max = snap::raw::max_compress_len(scratch.page.len());
-    if scratch.compressed.len() < max {
-        scratch.compressed.resize(max, 0);
+impl PageWriter {
+    /// Compresses `body` and appends header and page to `out`; returns the sizes the footer
+    /// counts (uncompressed, compressed), headers included.
+    fn write(
+        &mut self,
+        out: &mut Vec<u8>,
+        body: &[u8],
+        snappy: &mut Option<bool>,
+        kind: PageKind,
+        statistics: Option<&Statistics>,
+    ) -> Result<(i64, i64), String> {
+        let max = snap::raw::max_compress_len(body.len());
+        if self.compressed.len() < max {
+            self.compressed.resize(max, 0);
+        }
+        let mut compress = |input: &[u8]| {
+            self.snappy
+                .compress(input, &mut self.compressed)
+                .map_err(|e| format!("snappy: {e}"))
+        };
+        let use_snappy = match *snappy {
+            Some(decided) => decided,
+            None => {
+                // Snappy must save at least 1/32 of the probe, else the chunk is stored as is:
+                // nearly unique 8-byte instants, for one, come out of it no smaller.
+                let probe = &body[..body.len().min(PROBE_BYTES)];
+                let saves = compress(probe)? * 32 < probe.len() * 31;
+                *snappy = Some(saves);
+                saves
+            }
+        };
+        let (stored, compressed): (&[u8], usize) = if use_snappy {
+            let n = compress(body)?;
+            (&self.compressed[..n], n)
+        } else {
+            (body, body.len())
+        };
+        let uncompressed = page_i32(body.len(), "bytes")?;
+        let compressed_i32 = page_i32(compressed, "bytes")?;
+        self.header.clear();
+        let mut c = Compact::new(&mut self.header);
+        match kind {
+            PageKind::Data { values, encoding } => {
+                let values = page_i32(values, "values")?;
+                c.i32(1, DATA_PAGE)
+                    .i32(2, uncompressed)
+                    .i32(3, compressed_i32)
+                    .structure(5, |h| {
+                        h.i32(1, values).i32(2, encoding).i32(3, RLE).i32(4, RLE);
+                        if let Some(s) = statistics {
+                            h.structure(5, |st| s.write(st));
+                        }
+                    });
+            }
+            PageKind::Dictionary { entries } => {
+                let entries = page_i32(entries, "values")?;
+                c.i32(1, DICTIONARY_PAGE)
+                    .i32(2, uncompressed)
+                    .i32(3, compressed_i32)
+                    .structure(7, |h| {
+                        h.i32(1, entries).i32(2, PLAIN).bool(3, false);
+                    });
+            }
+        }
+        c.finish();
+        out.extend_from_slice(&self.header);
+        out.extend_from_slice(stored);
+        let header = self.header.len() as i64;
+        Ok((header + i64::from(uncompressed), header + compressed as i64))
     }
-    let mut compress = |input: &[u8]| {
-        scratch
-            .snappy
-            .compress(input, &mut scratch.compressed)
-            .map_err(|e| format!("snappy: {e}"))
-    };
-    let use_snappy = match *snappy {
-        Some(decided) => decided,
-        None => {
-            // Snappy must save at least 1/32 of the probe, else the chunk is stored as is:
-            // nearly unique 8-byte instants, for one, come out of it no smaller.
-            let probe = &scratch.page[..scratch.page.len().min(PROBE_BYTES)];
-            let saves = compress(probe)? * 32 < probe.len() * 31;
-            *snappy = Some(saves);
-            saves
-        }
-    };
-    let (body, compressed): (&[u8], usize) = if use_snappy {
-        let n = compress(&scratch.page)?;
-        (&scratch.compressed[..n], n)
-    } else {
-        (&scratch.page, scratch.page.len())
-    };
-    let uncompressed = page_i32(scratch.page.len(), "bytes")?;
-    let compressed_i32 = page_i32(compressed, "bytes")?;
-    scratch.header.clear();
-    let mut c = Compact::new(&mut scratch.header);
-    match kind {
-        PageKind::Data { values, encoding } => {
-            let values = page_i32(values, "values")?;
-            c.i32(1, DATA_PAGE)
-                .i32(2, uncompressed)
-                .i32(3, compressed_i32)
-                .structure(5, |h| {
-                    h.i32(1, values).i32(2, encoding).i32(3, RLE).i32(4, RLE);
-                    if let Some(s) = statistics {
-                        h.structure(5, |st| s.write(st));
-                    }
-                });
-        }
-        PageKind::Dictionary { entries } => {
-            let entries = page_i32(entries, "values")?;
-            c.i32(1, DICTIONARY_PAGE)
-                .i32(2, uncompressed)
-                .i32(3, compressed_i32)
-                .structure(7, |h| {
-                    h.i32(1, entries).i32(2, PLAIN).bool(3, false);
-                });
-        }
-    }
-    c.finish();
-    out.extend_from_slice(&scratch.header);
-    out.extend_from_slice(body);
-    let header = scratch.header.len() as i64;
-    Ok((header + i64::from(uncompressed), header + compressed as i64))
 }
 
 /// Appends the page index of every chunk of `groups` to `out` (whose first byte is at file
@@ -887,10 +918,12 @@ mod tests {
         assert_eq!((out[0], out[64]), ((63 << 1) | 1, (1 << 1) | 1));
     }
 
+    /// `values` as a gathered column: PLAIN, back to back.
     fn text_values(values: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
         let mut data = Vec::new();
         let mut ends = Vec::new();
         for v in values {
+            data.extend_from_slice(&(v.len() as u32).to_le_bytes());
             data.extend_from_slice(v);
             ends.push(data.len());
         }
@@ -929,19 +962,24 @@ mod tests {
     fn bounds(values: &[&[u8]]) -> Option<Statistics> {
         let (data, ends) = text_values(values);
         let mut bounds = TextBounds::default();
-        let mut start = 0;
+        let mut start = 4;
         for end in ends {
             bounds.add(&data, start, end);
-            start = end;
+            start = end + 4;
         }
         bounds.statistics(&data)
     }
 
     #[test]
     fn text_bounds_order_as_the_bytes_do() {
-        // Values sharing their first 8 bytes, shorter than 8, empty, prefixes of each other,
-        // zero bytes (which the key's padding looks like), and high bytes.
+        // Values sharing their first 8 or 16 bytes (the key's), shorter than 16, empty,
+        // prefixes of each other, zero bytes (which the key's padding looks like), high bytes.
         let values: Vec<&[u8]> = vec![
+            b"abcdefghijklmnop",
+            b"abcdefghijklmno",
+            b"abcdefghijklmnopq",
+            b"abcdefghijklmnop\0",
+            b"abcdefghijklmnoq",
             b"user.1234@example.com",
             b"user.1234@example.co",
             b"user.123",
@@ -999,7 +1037,7 @@ mod tests {
         let mut slots = Slots::default();
         slots.reset();
         let mut entries = Vec::new();
-        let mut start = 0;
+        let mut start = 4;
         for (i, &end) in ends.iter().enumerate() {
             let (index, new) = slots.intern(&data, start, end, &mut entries);
             let first = i % values.len();
@@ -1008,7 +1046,7 @@ mod tests {
                 (first, i < values.len()),
                 "value {i}"
             );
-            start = end;
+            start = end + 4;
         }
         assert_eq!(entries.len(), values.len());
     }

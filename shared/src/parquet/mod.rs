@@ -119,7 +119,8 @@ impl std::error::Error for ParquetError {}
 /// One buffered column of the current row group.
 #[derive(Debug)]
 enum Column {
-    /// UTF-8 values back to back; `ends[i]` is where value `i` ends.
+    /// UTF-8 values PLAIN-encoded back to back (each a 4-byte little-endian length, then its
+    /// bytes), so a data page is a slice of `data`; `ends[i]` is where value `i` ends.
     Text {
         data: Vec<u8>,
         ends: Vec<usize>,
@@ -135,10 +136,12 @@ impl Column {
         }
     }
 
-    /// Appends a string value; returns its size in bytes.
+    /// Appends a string value; returns its size in bytes (without the length prefix).
     #[inline]
     fn push_text(&mut self, value: &[u8]) -> usize {
         if let Column::Text { data, ends } = self {
+            // A value is part of one record, far below 4 GiB (`MAX_RECORD_BYTES`).
+            data.extend_from_slice(&(value.len() as u32).to_le_bytes());
             data.extend_from_slice(value);
             ends.push(data.len());
         }
@@ -240,10 +243,14 @@ impl RowGroup {
         };
         let mut bytes = line.push_i64(i64::try_from(row.line).unwrap_or(i64::MAX));
         if let Column::Text { data, ends } = reasons {
-            let before = data.len();
+            let at = data.len();
+            data.extend_from_slice(&[0; 4]);
             row.reasons.write_codes(data);
+            let len = data.len() - at - 4;
+            // At most every reason code: a few dozen bytes.
+            data[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
             ends.push(data.len());
-            bytes += data.len() - before;
+            bytes += len;
         }
         for (column, value) in originals.iter_mut().zip(row.original) {
             bytes += column.push_lossy(value);

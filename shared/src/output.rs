@@ -182,7 +182,7 @@ pub(crate) fn write_rejected(out: &mut Vec<u8>, row: &RejectedRow<'_>) {
     row.reasons.write_codes(out);
     for value in row.original {
         out.push(b',');
-        write_original(out, value);
+        write_original(out, value, row.utf8);
     }
     out.push(b'\n');
 }
@@ -257,9 +257,14 @@ fn write_value(out: &mut Vec<u8>, value: &[u8]) {
     }
 }
 
-/// Writes an original value: lossy UTF-8, quoted also when it starts or ends with white space.
-fn write_original(out: &mut Vec<u8>, value: &[u8]) {
-    let text = lossy_utf8(value);
+/// Writes an original value: lossy UTF-8 (unless known to be valid: `utf8`), quoted also when
+/// it starts or ends with white space.
+fn write_original(out: &mut Vec<u8>, value: &[u8], utf8: bool) {
+    let text = if utf8 {
+        Cow::Borrowed(value)
+    } else {
+        lossy_utf8(value)
+    };
     if has_special(&text) || has_edge_whitespace(&text) {
         write_quoted(out, &text);
     } else {
@@ -462,6 +467,7 @@ pub fn parse_rejected_csv(data: &[u8]) -> Result<Vec<OwnedRejectedRow>, OutputEr
             line: row.line,
             reasons: row.reasons,
             original,
+            utf8: true,
         });
     }
     let mut written = rewritten.rejected;
@@ -550,8 +556,14 @@ mod tests {
         ];
         for (value, want) in cases {
             let mut out = Vec::new();
-            write_original(&mut out, value);
+            write_original(&mut out, value, false);
             assert_eq!(String::from_utf8_lossy(&out), want, "{value:?}");
+            // Known to be UTF-8 (validated with the record): the same line without looking.
+            if std::str::from_utf8(value).is_ok() {
+                let mut known = Vec::new();
+                write_original(&mut known, value, true);
+                assert_eq!(known, out, "{value:?}");
+            }
         }
     }
 
@@ -596,6 +608,7 @@ mod tests {
             line: 12,
             reasons: ReasonSet::single(Reason::MissingId).with(Reason::InvalidEmail),
             original: [b"", b" x ", b"a,b", b"bad\xff", b"\r"],
+            utf8: false,
         });
         assert_eq!(
             String::from_utf8_lossy(&out.rejected),
@@ -617,6 +630,7 @@ mod tests {
             line: 2,
             reasons: ReasonSet::single(Reason::MissingName),
             original: [b"\tx", "y\u{a0}".as_bytes(), b"", b"a b", b"\xff "],
+            utf8: false,
         });
         assert_eq!(
             String::from_utf8_lossy(&out.rejected),

@@ -131,7 +131,16 @@ impl Rows {
             Header::Usable(map) => {
                 summary.records += 1;
                 if record.too_large {
-                    reject(summary, sink, record.line, Reason::RecordTooLarge, [&[]; 5]);
+                    // No original is kept: empty, so valid UTF-8.
+                    let original = [&[][..]; 5];
+                    reject(
+                        summary,
+                        sink,
+                        record.line,
+                        Reason::RecordTooLarge,
+                        original,
+                        true,
+                    );
                     return;
                 }
                 match validate(record.line, record.fields, map, &mut self.lower) {
@@ -153,7 +162,14 @@ impl Rows {
                 summary.records += 1;
                 let fields = record.fields;
                 let original = located.map(|at| at.and_then(|i| fields.get(i)).unwrap_or(b""));
-                reject(summary, sink, record.line, Reason::InvalidHeader, original);
+                reject(
+                    summary,
+                    sink,
+                    record.line,
+                    Reason::InvalidHeader,
+                    original,
+                    false,
+                );
             }
             Header::Pending => {
                 let resolution = if record.too_large {
@@ -180,6 +196,7 @@ fn reject<S: RowSink>(
     line: u64,
     reason: Reason,
     original: [&[u8]; 5],
+    utf8: bool,
 ) {
     let reasons = ReasonSet::single(reason);
     summary.rejected += 1;
@@ -188,6 +205,7 @@ fn reject<S: RowSink>(
         line,
         reasons,
         original,
+        utf8,
     });
 }
 

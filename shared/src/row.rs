@@ -29,6 +29,10 @@ pub struct RejectedRow<'a> {
     pub line: u64,
     pub reasons: ReasonSet,
     pub original: [&'a [u8]; 5],
+    /// Every original is known to be valid UTF-8 (the record passed the UTF-8 check), so the
+    /// outputs write them as they are; false when that is not known (they are then written as
+    /// lossy UTF-8).
+    pub utf8: bool,
 }
 
 /// The verdict on one data record.
@@ -51,11 +55,12 @@ pub fn validate<'a>(
     map: &ColumnMap,
     lower: &'a mut String,
 ) -> Verdict<'a> {
-    let reject = |reasons| {
+    let reject = |reasons, utf8| {
         let original = |col: usize| fields.get(map.index[col]).unwrap_or(b"");
         Verdict::Rejected(RejectedRow {
             line,
             reasons,
+            utf8,
             original: [
                 original(0),
                 original(1),
@@ -66,10 +71,10 @@ pub fn validate<'a>(
         })
     };
     if fields.len() != map.width {
-        return reject(ReasonSet::single(Reason::MalformedRow));
+        return reject(ReasonSet::single(Reason::MalformedRow), false);
     }
     let Some(text) = fields.to_str() else {
-        return reject(ReasonSet::single(Reason::InvalidUtf8));
+        return reject(ReasonSet::single(Reason::InvalidUtf8), false);
     };
     let raw = |col: usize| text.get(map.index[col]).unwrap_or("");
     let untrimmed = [raw(0), raw(1), raw(2), raw(3), raw(4)];
@@ -126,7 +131,7 @@ pub fn validate<'a>(
             );
         }
     }
-    reject(reasons)
+    reject(reasons, true)
 }
 
 /// `str::trim` (Unicode White_Space), skipping the work when both ends are printable ASCII.
@@ -339,5 +344,37 @@ mod tests {
         };
         assert_eq!(r.reasons.to_string(), "malformed_row");
         assert_eq!(r.original, [&b"c"[..], b"a", b"", b"b", b""]);
+    }
+
+    #[test]
+    fn originals_are_known_utf8_only_after_the_utf8_check() {
+        let mut fb = FieldBuf::new();
+        let mut lower = String::new();
+        let cases: [(&[u8], &str, bool); 4] = [
+            (
+                b"1,n,bad,2025-01-01T00:00:00,2025-01-01T00:00:00",
+                "invalid_email",
+                true,
+            ),
+            (
+                "1,n\u{e9},bad,x,y".as_bytes(),
+                "invalid_email;invalid_create_ts;invalid_update_ts",
+                true,
+            ),
+            (
+                b"1,n\xff,a@x.io,2025-01-01T00:00:00,2025-01-01T00:00:00",
+                "invalid_utf8",
+                false,
+            ),
+            (b"1,n,a@x.io", "malformed_row", false),
+        ];
+        for (record, reasons, utf8) in cases {
+            let v = validate(2, fb.split(record, false), &MAP, &mut lower);
+            let Verdict::Rejected(r) = v else {
+                panic!("expected a rejected row, got {v:?}")
+            };
+            let got = (r.reasons.to_string(), r.utf8);
+            assert_eq!(got, (reasons.to_owned(), utf8), "{record:?}");
+        }
     }
 }

@@ -253,7 +253,11 @@ impl RowGroup {
             bytes += len;
         }
         for (column, value) in originals.iter_mut().zip(row.original) {
-            bytes += column.push_lossy(value);
+            bytes += if row.utf8 {
+                column.push_text(value)
+            } else {
+                column.push_lossy(value)
+            };
         }
         self.bytes += bytes;
         self.rows += 1;

@@ -17,25 +17,26 @@ impl Timestamp {
     ///
     /// The written local date-time must exist (year 0001–9999); the instant it denotes may fall
     /// just outside that range once the offset is applied (`0001-01-01T00:00:00+01:00`).
+    #[inline(always)]
     pub fn parse(text: &[u8]) -> Option<Timestamp> {
         // Shortest valid form: `YYYY-MM-DDTHH:MM:SS` (19 bytes).
         let (t, rest) = text.split_first_chunk::<19>()?;
-        let [p0, p1, p2] = fixed_part(t)?;
+        let [date, time, seconds] = fixed_part(t)?;
         // Byte `i` of a pair word is the two-digit number at bytes `i`, `i + 1` of its word.
         let byte = |w: u64, i: u32| ((w >> (8 * i)) & 0xFF) as u32;
-        let year = byte(p0, 0) * 100 + byte(p0, 2);
-        let month = byte(p0, 5);
-        let day = byte(p1, 0);
-        let hour = byte(p1, 3);
-        let minute = byte(p1, 6);
-        let second = byte(p2, 1);
-        let in_range = (year != 0)
-            & (month.wrapping_sub(1) < 12)
-            & (day != 0)
-            & (hour <= 23)
-            & (minute <= 59)
-            & (second <= 59);
-        if !in_range || day > days_in_month(year, month) {
+        let year = byte(date, 0) * 100 + byte(date, 2);
+        let month = byte(date, 5);
+        let day = byte(time, 0);
+        let (hour, minute, second) = (byte(time, 3), byte(time, 6), byte(seconds, 6));
+        // Hour ≤ 23, minute ≤ 59, second ≤ 59 at once: a pair is at most 99, so adding
+        // 128 − (limit + 1) sets its high bit exactly when it is over the limit, with no carry.
+        const TIME_LIMITS: u64 = (0x80 - 24) << 24 | (0x80 - 60) << 48;
+        const SECOND_LIMIT: u64 = (0x80 - 60) << 48;
+        const TIME_HIGHS: u64 = 0x80 << 24 | 0x80 << 48;
+        let over = ((time + TIME_LIMITS) & TIME_HIGHS) | ((seconds + SECOND_LIMIT) & (0x80 << 48));
+        // Days 1..=28 exist in every month; only later ones need the month's length.
+        let day_ok = day.wrapping_sub(1) < 28 || (day != 0 && day <= days_in_month(year, month));
+        if (over != 0) | (year == 0) | (month.wrapping_sub(1) >= 12) || !day_ok {
             return None;
         }
 
@@ -129,62 +130,51 @@ impl Timestamp {
     }
 }
 
-const ZEROS: u64 = 0x3030_3030_3030_3030;
-const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-const SIXES: u64 = 0x0606_0606_0606_0606;
-
-/// True when every byte of `w` is an ASCII digit: the high nibble is 3 and adding 6 does not
-/// carry out of the low nibble (so it is at most 9). No carry crosses a byte.
-#[inline(always)]
-fn all_digits(w: u64) -> bool {
-    (w & HIGH_NIBBLES) == ZEROS && ((w + SIXES) & HIGH_NIBBLES) == ZEROS
+/// `bytes` as a little-endian word: byte `i` is bits `8i..8i + 8`.
+const fn le(bytes: &[u8; 8]) -> u64 {
+    u64::from_le_bytes(*bytes)
 }
 
+/// The fixed part's bytes, 8 at a time: `YYYY-MM-` (bytes 0..8), `DD?HH:MM` (8..16) and
+/// `HH:MM:SS` (11..19, overlapping the second). `?` (byte 10) is checked on its own.
+const PATTERNS: [u64; 3] = [le(b"0000-00-"), le(b"00T00:00"), le(b"00:00:00")];
+/// Added to a word XOR its pattern: a digit byte becomes its value, which must be at most 9
+/// (`+ 0x76` keeps the high bit clear exactly then); a separator byte must become 0 (`+ 0x7F`).
+const LIMITS: [u64; 3] = [
+    le(&[0x76, 0x76, 0x76, 0x76, 0x7F, 0x76, 0x76, 0x7F]),
+    le(&[0x76, 0x76, 0x7F, 0x76, 0x76, 0x7F, 0x76, 0x76]),
+    le(&[0x76, 0x76, 0x7F, 0x76, 0x76, 0x7F, 0x76, 0x76]),
+];
+const HIGH: u64 = 0x8080_8080_8080_8080;
+/// Byte 2 of the second word: the date-time separator.
+const SEPARATOR: u64 = 0xFF << 16;
+
 /// `YYYY-MM-DD?HH:MM:SS` with ASCII digits and `?` being `T` or a space, checked 8 bytes at a
-/// time: separator bytes are compared, then replaced by `0` so the rest is a digits check.
-/// Returns the three words (`YYYY-MM-`, `DD?HH:MM`, `:SS` padded) as digit pairs: byte `i` of
-/// each is `10 × digit i + digit i + 1` (meaningful where a number starts).
+/// time. Returns the three words as digit pairs: byte `i` of each is `10 × digit i + digit
+/// i + 1` (meaningful where a number starts; separators count as 0).
 #[inline(always)]
 fn fixed_part(t: &[u8; 19]) -> Option<[u64; 3]> {
     let word = |i: usize| {
-        u64::from_le_bytes([
-            t[i],
-            t[i + 1],
-            t[i + 2],
-            t[i + 3],
-            t[i + 4],
-            t[i + 5],
-            t[i + 6],
-            t[i + 7],
-        ])
+        let mut w = [0; 8];
+        w.copy_from_slice(&t[i..i + 8]);
+        u64::from_le_bytes(w)
     };
-    // Little-endian: byte i of a word is bits 8i..8i+8.
-    let (w0, w1) = (word(0), word(8)); // `YYYY-MM-`, `DD?HH:MM`
-    let w2 = u64::from_le_bytes([t[16], t[17], t[18], b'0', b'0', b'0', b'0', b'0']); // `:SS`
-    const SEP0: u64 = 0xFF00_00FF_0000_0000; // bytes 4 and 7
-    const SEP1: u64 = 0x0000_FF00_00FF_0000; // bytes 2 and 5
-    const SEP2: u64 = 0x0000_0000_0000_00FF; // byte 0
-    let date_sep = (w0 & SEP0) == 0x2D00_002D_0000_0000; // `-` `-`
     let t_or_space = (t[10] == b'T') | (t[10] == b' ');
-    let colons = (t[13] == b':') & (w2 & SEP2 == 0x3A);
-    let digits = [
-        (w0 & !SEP0) | (ZEROS & SEP0),
-        (w1 & !SEP1) | (ZEROS & SEP1),
-        (w2 & !SEP2) | (ZEROS & SEP2),
+    // Byte values: the digit's value where a digit is expected, 0 at a matching separator;
+    // anything else is some byte over its limit (or with its high bit set already). A byte
+    // of at most 0x7F plus at most 0x7F cannot carry into the next; one that could has its
+    // high bit set and fails anyway.
+    let values = [
+        word(0) ^ PATTERNS[0],
+        (word(8) ^ PATTERNS[1]) & !SEPARATOR,
+        word(11) ^ PATTERNS[2],
     ];
-    let ok = date_sep
-        & t_or_space
-        & colons
-        & all_digits(digits[0])
-        & all_digits(digits[1])
-        & all_digits(digits[2]);
-    // Digit values (0..=9 per byte), then pairs: at most 9 × 10 + 9 per byte, so no carry.
-    ok.then(|| {
-        digits.map(|w| {
-            let v = w - ZEROS;
-            v * 10 + (v >> 8)
-        })
-    })
+    let over = |i: usize| (values[i].wrapping_add(LIMITS[i]) | values[i]) & HIGH;
+    if (over(0) | over(1) | over(2) != 0) | !t_or_space {
+        return None;
+    }
+    // Pairs: at most 9 × 10 + 9 per byte, so no carry.
+    Some(values.map(|v| v * 10 + (v >> 8)))
 }
 
 const POW10: [u32; 10] = [
@@ -211,18 +201,24 @@ fn days_in_month(year: u32, month: u32) -> u32 {
     DAYS[month as usize % 13] + u32::from((month == 2) & is_leap(year))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date, year 1..=9999, month 1..=12. The
-/// divisions are independent of each other, so they overlap in the pipeline.
+/// Days since 1970-01-01 of a proleptic Gregorian date, year 1..=9999, month 1..=12: counted
+/// in years that start on March 1 (so a leap day ends its year and needs no test), as Neri and
+/// Schneider do ("Euclidean affine functions and their application to calendar algorithms",
+/// 2022): `1461 y / 4` days of the years' four-year cycles less the century days that are not
+/// leap, then `(979 m − 2919) / 32`, the days before month `m` (3 = March … 14 = February).
 #[inline(always)]
 fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
-    /// Days in the months before each month of a common year.
-    const BEFORE: [u32; 13] = [0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-    let y = year - 1;
-    let before_year = 365 * y + y / 4 - y / 100 + y / 400;
-    let leap_day = u32::from((month > 2) & is_leap(year));
-    let before_day = BEFORE[month as usize % 13] + leap_day + day - 1;
-    // 719_162 days from 0001-01-01 to 1970-01-01.
-    i64::from(before_year + before_day) - 719_162
+    let january_or_february = month <= 2;
+    let y = year - u32::from(january_or_february);
+    let m = if january_or_february {
+        month + 12
+    } else {
+        month
+    };
+    let centuries = y / 100;
+    let days = 1461 * y / 4 - centuries + centuries / 4 + (979 * m - 2919) / 32 + day;
+    // 1970-01-01 is day 719_469 of this count.
+    i64::from(days) - 719_469
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (inverse of `days_from_civil`).
@@ -324,6 +320,61 @@ mod tests {
         assert!(ts("2024-02-29T00:00:00").is_some());
         assert!(ts("2000-02-29T00:00:00").is_some());
         assert!(ts("2025-01-31T23:59:59").is_some());
+    }
+
+    /// The fixed part byte by byte, as the grammar reads: what `fixed_part` and the range
+    /// checks decide a word at a time.
+    fn fixed_part_one_by_one(t: &[u8; 19]) -> Option<i64> {
+        let digit = |i: usize| t[i].is_ascii_digit().then(|| u32::from(t[i] - b'0'));
+        let number =
+            |at: usize, len: usize| (at..at + len).try_fold(0, |n, i| digit(i).map(|d| n * 10 + d));
+        let separators = t[4] == b'-'
+            && t[7] == b'-'
+            && matches!(t[10], b'T' | b' ')
+            && t[13] == b':'
+            && t[16] == b':';
+        if !separators {
+            return None;
+        }
+        let (year, month, day) = (number(0, 4)?, number(5, 2)?, number(8, 2)?);
+        let (hour, minute, second) = (number(11, 2)?, number(14, 2)?, number(17, 2)?);
+        let exists = (1..=9999).contains(&year)
+            && (1..=12).contains(&month)
+            && (1..=days_in_month(year, month)).contains(&day)
+            && hour < 24
+            && minute < 60
+            && second < 60;
+        exists.then(|| {
+            days_from_civil(year, month, day) * 86_400
+                + i64::from(hour * 3600 + minute * 60 + second)
+        })
+    }
+
+    #[test]
+    fn every_single_byte_change_of_the_fixed_part_is_judged_as_byte_by_byte() {
+        let bases = [
+            "2024-02-29T23:59:59",
+            "0001-01-01 00:00:00",
+            "9999-12-31T23:59:59",
+            "2025-04-30T09:05:07",
+            "1900-02-28T19:49:50",
+        ];
+        let (mut valid, mut cases) = (0, 0);
+        for base in bases {
+            for at in 0..19 {
+                for byte in 0..=255u8 {
+                    let mut t: [u8; 19] = base.as_bytes().try_into().unwrap();
+                    t[at] = byte;
+                    let want = fixed_part_one_by_one(&t);
+                    let got = Timestamp::parse(&t).map(Timestamp::unix_seconds);
+                    assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&t));
+                    valid += usize::from(want.is_some());
+                    cases += 1;
+                }
+            }
+        }
+        // Both outcomes are well represented (each position takes 1 to 11 of 256 bytes).
+        assert!(valid > 500 && valid < cases / 10, "{valid} of {cases}");
     }
 
     #[test]

@@ -124,7 +124,7 @@ impl Processor {
 }
 
 impl Rows {
-    #[inline]
+    #[inline(always)]
     fn take<S: RowSink>(&mut self, record: Record<'_>, sink: &mut S) {
         let summary = &mut self.summary;
         match &self.header {
@@ -143,18 +143,19 @@ impl Rows {
                     );
                     return;
                 }
-                match validate(record.line, record.fields, map, &mut self.lower) {
+                // By reference, not moved: both are read in place where they were written.
+                match &validate(record.line, &record.fields, map, &mut self.lower) {
                     Verdict::Clean(row, verbatim) => {
                         summary.clean += 1;
                         match verbatim {
-                            Some(line) => sink.clean_verbatim(&row, line),
-                            None => sink.clean(&row),
+                            Some(line) => sink.clean_verbatim(row, line),
+                            None => sink.clean(row),
                         }
                     }
                     Verdict::Rejected(row) => {
                         summary.rejected += 1;
                         summary.reasons.add(row.reasons);
-                        sink.rejected(&row);
+                        sink.rejected(row);
                     }
                 }
             }

@@ -51,7 +51,7 @@ pub enum Verdict<'a> {
 #[inline(always)]
 pub fn validate<'a>(
     line: u64,
-    fields: Fields<'a>,
+    fields: &Fields<'a>,
     map: &ColumnMap,
     lower: &'a mut String,
 ) -> Verdict<'a> {
@@ -179,7 +179,7 @@ mod tests {
         let raw = fields.join(&b","[..]);
         let mut fb = FieldBuf::new();
         let mut lower = String::new();
-        match validate(7, fb.split(&raw, false), &MAP, &mut lower) {
+        match validate(7, &fb.split(&raw, false), &MAP, &mut lower) {
             Verdict::Clean(c, _) => Ok(format!(
                 "{}|{}|{}|{}|{}",
                 c.id, c.name, c.email, c.create_ts, c.update_ts
@@ -333,12 +333,12 @@ mod tests {
         };
         let mut fb = FieldBuf::new();
         let mut lower = String::new();
-        let v = validate(3, fb.split(b" n ,t1,1,t2, e ,x", false), &map, &mut lower);
+        let v = validate(3, &fb.split(b" n ,t1,1,t2, e ,x", false), &map, &mut lower);
         let Verdict::Rejected(r) = v else {
             panic!("expected a rejected row, got {v:?}")
         };
         assert_eq!(r.original, [&b"1"[..], b" n ", b" e ", b"t1", b"t2"]);
-        let v = validate(3, fb.split(b"a,b,c", false), &map, &mut lower);
+        let v = validate(3, &fb.split(b"a,b,c", false), &map, &mut lower);
         let Verdict::Rejected(r) = v else {
             panic!("expected a rejected row, got {v:?}")
         };
@@ -369,7 +369,7 @@ mod tests {
             (b"1,n,a@x.io", "malformed_row", false),
         ];
         for (record, reasons, utf8) in cases {
-            let v = validate(2, fb.split(record, false), &MAP, &mut lower);
+            let v = validate(2, &fb.split(record, false), &MAP, &mut lower);
             let Verdict::Rejected(r) = v else {
                 panic!("expected a rejected row, got {v:?}")
             };

@@ -581,12 +581,32 @@ fn nonzero_high(w: u64, b: u8) -> u64 {
 #[inline(always)]
 pub(crate) fn le_words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
     let words = bytes.chunks_exact(8);
-    let rest = words.remainder();
-    let mut tail = [0u8; 8];
-    tail[..rest.len()].copy_from_slice(rest);
+    let tail = tail_word(words.remainder());
     words
         .map(|w| u64::from_le_bytes(<[u8; 8]>::try_from(w).unwrap_or([0; 8])))
-        .chain(std::iter::once(u64::from_le_bytes(tail)))
+        .chain(std::iter::once(tail))
+}
+
+/// Fewer than 8 bytes as a little-endian word, zero-padded, from loads of the bytes themselves:
+/// two overlapping 4-byte loads for 4–7 bytes, three single bytes for 1–3 (their overlaps
+/// carry equal bits). Not a copy into a padded buffer: that is a `memcpy` call per value and a
+/// load that waits for its byte stores.
+#[inline(always)]
+pub(crate) fn tail_word(rest: &[u8]) -> u64 {
+    let n = rest.len();
+    let u32_at = |i: usize| {
+        let mut w = [0; 4];
+        w.copy_from_slice(&rest[i..i + 4]);
+        u64::from(u32::from_le_bytes(w))
+    };
+    match n {
+        0 => 0,
+        1..=3 => {
+            let byte = |i: usize| u64::from(rest[i]) << (8 * i);
+            byte(0) | byte(n / 2) | byte(n - 1)
+        }
+        _ => u32_at(0) | (u32_at(n - 4) << (8 * (n - 4))),
+    }
 }
 
 /// The high bit of every byte of `w` that is `,`, `"`, `\r` or `\n`, and no other bit.
@@ -928,6 +948,21 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn words_are_the_bytes_zero_padded_at_every_length() {
+        let bytes: Vec<u8> = (1..=40u8).map(|b| b.wrapping_mul(37) | 0x80).collect();
+        for len in 0..=bytes.len() {
+            let value = &bytes[..len];
+            let mut padded = value.to_vec();
+            padded.resize(len / 8 * 8 + 8, 0);
+            let want: Vec<u64> = padded
+                .chunks(8)
+                .map(|w| u64::from_le_bytes(w.try_into().unwrap()))
+                .collect();
+            assert_eq!(le_words(value).collect::<Vec<_>>(), want, "length {len}");
         }
     }
 

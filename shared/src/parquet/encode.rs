@@ -482,6 +482,13 @@ fn hash_value(value: &[u8]) -> u64 {
     h ^ (h >> 29)
 }
 
+/// `a == b` a word at a time, inline: the values are short names and reason lists that repeat
+/// (most lookups find their entry), where a `memcmp` call per value costs more than the words.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && le_words(a).zip(le_words(b)).all(|(x, y)| x == y)
+}
+
 /// Open addressing over `Scratch::entries`: slot = entry index + 1 (0 empty), linear probing,
 /// at most half full.
 #[derive(Debug, Default)]
@@ -518,7 +525,7 @@ impl Slots {
             }
             let index = (slot - 1) as usize;
             let (s, e) = entries[index];
-            if self.hashes[index] == hash && &data[s..e] == value {
+            if self.hashes[index] == hash && same_bytes(&data[s..e], value) {
                 return (index as u32, false);
             }
             at = (at + 1) & mask;
@@ -1049,6 +1056,32 @@ mod tests {
             start = end + 4;
         }
         assert_eq!(entries.len(), values.len());
+    }
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        let base: Vec<u8> = (0..24u8).map(|b| b.wrapping_mul(41) ^ 0x5a).collect();
+        for len in 0..=base.len() {
+            let a = &base[..len];
+            assert!(same_bytes(a, a), "length {len}");
+            for other in [0, 1, 7, 8, 9] {
+                let b = &base[..other.min(base.len())];
+                assert_eq!(same_bytes(a, b), a == b, "lengths {len} and {other}");
+            }
+            for at in 0..len {
+                let mut b = a.to_vec();
+                b[at] ^= 1;
+                assert!(!same_bytes(a, &b), "length {len}, differing at {at}");
+            }
+        }
+        // Zero padding is not a byte: a value and itself plus zeros differ.
+        for (a, b) in [
+            (&b""[..], &b"\0"[..]),
+            (b"a", b"a\0"),
+            (b"abcdefgh", b"abcdefgh\0"),
+        ] {
+            assert!(!same_bytes(a, b) && !same_bytes(b, a), "{a:?} {b:?}");
+        }
     }
 
     #[test]

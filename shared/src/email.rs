@@ -174,7 +174,7 @@ mod fast {
     };
 
     use super::Inspection;
-    use crate::record::tail_word;
+    use crate::record::le_words;
 
     /// Bit `i`: byte `i` is of that kind.
     #[derive(Clone, Copy, Default)]
@@ -238,10 +238,8 @@ mod fast {
             let last = load_unaligned_m128i(email[n - 16..].try_into().ok()?);
             classify(last, (n - 16) as u32, &mut m);
         } else {
-            let words = match email.split_first_chunk::<8>() {
-                Some((first, rest)) => [u64::from_le_bytes(*first), tail_word(rest)],
-                None => [tail_word(email), 0],
-            };
+            let mut words = le_words(email);
+            let words = [words.next().unwrap_or(0), words.next().unwrap_or(0)];
             classify(m128i::from(words), 0, &mut m);
         }
         let all = u32::MAX >> (32 - n);

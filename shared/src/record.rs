@@ -592,7 +592,7 @@ pub(crate) fn le_words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
 /// carry equal bits). Not a copy into a padded buffer: that is a `memcpy` call per value and a
 /// load that waits for its byte stores.
 #[inline(always)]
-pub(crate) fn tail_word(rest: &[u8]) -> u64 {
+fn tail_word(rest: &[u8]) -> u64 {
     let n = rest.len();
     let u32_at = |i: usize| {
         let mut w = [0; 4];

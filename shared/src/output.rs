@@ -257,14 +257,21 @@ fn write_value(out: &mut Vec<u8>, value: &[u8]) {
     }
 }
 
-/// Writes an original value: lossy UTF-8 (unless known to be valid: `utf8`), quoted also when
-/// it starts or ends with white space.
-fn write_original(out: &mut Vec<u8>, value: &[u8], utf8: bool) {
-    let text = if utf8 {
+/// An original value as the outputs write it: as it is when it is known to be valid UTF-8
+/// (`RejectedRow::utf8`), else as lossy UTF-8. The CSV and the Parquet output both use this.
+#[inline]
+pub(crate) fn original_text(value: &[u8], utf8: bool) -> Cow<'_, [u8]> {
+    if utf8 {
         Cow::Borrowed(value)
     } else {
         lossy_utf8(value)
-    };
+    }
+}
+
+/// Writes an original value: lossy UTF-8 (unless known to be valid: `utf8`), quoted also when
+/// it starts or ends with white space.
+fn write_original(out: &mut Vec<u8>, value: &[u8], utf8: bool) {
+    let text = original_text(value, utf8);
     if has_special(&text) || has_edge_whitespace(&text) {
         write_quoted(out, &text);
     } else {

@@ -32,7 +32,7 @@ mod thrift;
 use encode::{ColumnSpec, GroupMeta, Kind, Scratch, Values};
 
 use crate::Processor;
-use crate::output::{RowSink, lossy_utf8};
+use crate::output::{RowSink, original_text};
 use crate::row::{CleanRow, RejectedRow};
 
 /// `created_by` in every file's footer: constant for a release, so replays are byte-identical.
@@ -148,11 +148,6 @@ impl Column {
         value.len()
     }
 
-    /// Appends original bytes as lossy UTF-8 (U+FFFD for invalid sequences, as the CSV output).
-    fn push_lossy(&mut self, value: &[u8]) -> usize {
-        self.push_text(&lossy_utf8(value))
-    }
-
     #[inline]
     fn push_i64(&mut self, value: i64) -> usize {
         if let Column::Int64(values) = self {
@@ -253,11 +248,7 @@ impl RowGroup {
             bytes += len;
         }
         for (column, value) in originals.iter_mut().zip(row.original) {
-            bytes += if row.utf8 {
-                column.push_text(value)
-            } else {
-                column.push_lossy(value)
-            };
+            bytes += column.push_text(&original_text(value, row.utf8));
         }
         self.bytes += bytes;
         self.rows += 1;

@@ -827,13 +827,15 @@ impl ObjectStore for FakeStore {
         if let Some(n) = s.parts_in_flight.get_mut(upload_id) {
             *n -= 1;
         }
+        // S3 keeps what came over the wire, not the sender's buffer: once the call returns,
+        // the caller may reuse it (and the handler does).
         s.store_part(
             Operation::UploadPart,
             bucket,
             key,
             upload_id,
             part_number,
-            body,
+            Bytes::copy_from_slice(&body),
         )
     }
 

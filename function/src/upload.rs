@@ -67,7 +67,14 @@ struct Multipart {
     upload_id: String,
     next_part: i32,
     done: Vec<CompletedPart>,
-    in_flight: VecDeque<JoinHandle<Result<CompletedPart, StoreError>>>,
+    in_flight: VecDeque<JoinHandle<Result<SentPart, StoreError>>>,
+}
+
+/// A part the store has taken, and a handle on its bytes: once the store has let go of them
+/// too, the buffer is reused for a later part instead of a fresh one.
+struct SentPart {
+    part: CompletedPart,
+    body: Bytes,
 }
 
 impl Drop for Multipart {
@@ -81,10 +88,10 @@ impl Drop for Multipart {
 /// Waits for one part upload task. A panic inside it is re-raised here (a bug, not an S3
 /// failure); a cancelled task only happens while tearing down, and reads as a failed part.
 async fn join_part(
-    task: JoinHandle<Result<CompletedPart, StoreError>>,
+    task: JoinHandle<Result<SentPart, StoreError>>,
     bucket: &str,
     key: &str,
-) -> Result<CompletedPart, StoreError> {
+) -> Result<SentPart, StoreError> {
     match task.await {
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -112,6 +119,12 @@ pub struct OutputUpload<S> {
     single: Option<Bytes>,
     /// Bytes handed to parts or to the single put so far.
     size: u64,
+    /// Buffers of finished parts, emptied, for the next ones (at most `max_parts_in_flight`):
+    /// their pages are already the process's, where a fresh buffer's first touch of each page
+    /// is a page fault and a page cleared by the kernel.
+    spare: Vec<Vec<u8>>,
+    /// Buffers allocated (not reused) so far.
+    buffers_made: usize,
 }
 
 impl<S> OutputUpload<S>
@@ -138,6 +151,8 @@ where
             multipart: None,
             single: None,
             size: 0,
+            spare: Vec::new(),
+            buffers_made: 0,
         }
     }
 
@@ -150,9 +165,33 @@ where
         self.part_size
     }
 
-    /// A fresh buffer for this output.
-    pub fn new_buffer(&self) -> Vec<u8> {
-        UploadConfig::new_buffer(self.part_size)
+    /// An empty buffer for this output: a finished part's, or a fresh one.
+    pub fn new_buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_else(|| {
+            self.buffers_made += 1;
+            UploadConfig::new_buffer(self.part_size)
+        })
+    }
+
+    /// Buffers [`new_buffer`](Self::new_buffer) has allocated rather than reused.
+    pub fn buffers_made(&self) -> usize {
+        self.buffers_made
+    }
+
+    /// Records a finished part and keeps its buffer for reuse when nothing else holds it (a
+    /// store that keeps the bytes, like the fake one, or an SDK still holding a clone, just
+    /// means a fresh buffer next time).
+    fn finished(&mut self, sent: SentPart) {
+        if let Some(mp) = self.multipart.as_mut() {
+            mp.done.push(sent.part);
+        }
+        if self.spare.len() < self.max_parts_in_flight
+            && let Ok(body) = sent.body.try_into_mut()
+        {
+            let mut buffer = Vec::from(body);
+            buffer.clear();
+            self.spare.push(buffer);
+        }
     }
 
     /// The object's size so far (its final size once prepared).
@@ -168,6 +207,8 @@ where
         if buffer.len() < self.part_size {
             return Ok(());
         }
+        // Room first, so the buffer of the part that made room is the one taken next.
+        self.wait_for_room().await?;
         let part = std::mem::replace(buffer, self.new_buffer());
         self.send_part(Bytes::from(part)).await
     }
@@ -190,12 +231,11 @@ where
         if !rest.is_empty() {
             self.send_part(Bytes::from(rest)).await?;
         }
-        if let Some(mp) = self.multipart.as_mut() {
-            while let Some(task) = mp.in_flight.pop_front() {
-                let part = join_part(task, &self.bucket, &self.key).await?;
-                mp.done.push(part);
-            }
+        while let Some(task) = self.next_finished(true) {
+            let sent = join_part(task, &self.bucket, &self.key).await?;
+            self.finished(sent);
         }
+        self.spare = Vec::new();
         Ok(())
     }
 
@@ -274,14 +314,36 @@ where
         }
     }
 
-    async fn collect_finished(&mut self) -> Result<(), StoreError> {
-        if let Some(mp) = self.multipart.as_mut() {
-            while mp.in_flight.front().is_some_and(|t| t.is_finished()) {
-                if let Some(task) = mp.in_flight.pop_front() {
-                    let part = join_part(task, &self.bucket, &self.key).await?;
-                    mp.done.push(part);
-                }
+    /// The oldest part upload if it has finished, or (`wait`) whether or not it has.
+    fn next_finished(&mut self, wait: bool) -> Option<JoinHandle<Result<SentPart, StoreError>>> {
+        let mp = self.multipart.as_mut()?;
+        let oldest = mp.in_flight.front()?;
+        if wait || oldest.is_finished() {
+            mp.in_flight.pop_front()
+        } else {
+            None
+        }
+    }
+
+    /// Bounded overlap: waits for the oldest parts until one more may start.
+    async fn wait_for_room(&mut self) -> Result<(), StoreError> {
+        while self
+            .multipart
+            .as_ref()
+            .is_some_and(|mp| mp.in_flight.len() >= self.max_parts_in_flight)
+        {
+            if let Some(task) = self.next_finished(true) {
+                let sent = join_part(task, &self.bucket, &self.key).await?;
+                self.finished(sent);
             }
+        }
+        Ok(())
+    }
+
+    async fn collect_finished(&mut self) -> Result<(), StoreError> {
+        while let Some(task) = self.next_finished(false) {
+            let sent = join_part(task, &self.bucket, &self.key).await?;
+            self.finished(sent);
         }
         Ok(())
     }
@@ -299,6 +361,7 @@ where
                 in_flight: VecDeque::new(),
             });
         }
+        self.wait_for_room().await?;
         let Some(mp) = self.multipart.as_mut() else {
             return Ok(());
         };
@@ -314,13 +377,6 @@ where
                 ),
             ));
         }
-        // Bounded overlap: wait for the oldest part before starting one more.
-        while mp.in_flight.len() >= self.max_parts_in_flight {
-            if let Some(task) = mp.in_flight.pop_front() {
-                let part = join_part(task, &self.bucket, &self.key).await?;
-                mp.done.push(part);
-            }
-        }
         let part_number = mp.next_part;
         mp.next_part += 1;
         self.size += body.len() as u64;
@@ -329,10 +385,14 @@ where
         let key = self.key.clone();
         let upload_id = mp.upload_id.clone();
         mp.in_flight.push_back(tokio::spawn(async move {
+            let kept = body.clone();
             let e_tag = store
                 .upload_part(&bucket, &key, &upload_id, part_number, body)
                 .await?;
-            Ok(CompletedPart { part_number, e_tag })
+            Ok(SentPart {
+                part: CompletedPart { part_number, e_tag },
+                body: kept,
+            })
         }));
         Ok(())
     }
@@ -341,6 +401,44 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::FakeStore;
+
+    /// Writes `parts` parts of `part` bytes (part `i` all `i`) and a short tail through one
+    /// upload with at most 2 parts in flight: the buffers it made, and the object.
+    async fn write_in_parts(store: &FakeStore, parts: u8, part: usize) -> (usize, Bytes) {
+        let config = UploadConfig {
+            part_size: part,
+            max_parts_in_flight: 2,
+            max_parts: MAX_PARTS,
+        };
+        let options = WriteOptions::default();
+        let mut upload = OutputUpload::new(store.clone(), "out", "k", config, part, options);
+        let mut buffer = upload.new_buffer();
+        for i in 0..parts {
+            buffer.resize(part, i);
+            upload.offer(&mut buffer).await.expect("offer");
+            assert!(buffer.is_empty(), "a reused buffer comes back empty");
+        }
+        buffer.extend_from_slice(b"tail");
+        upload.prepare(buffer, b"").await.expect("prepare");
+        upload.commit(&Condition::None).await.expect("commit");
+        let object = store.object("out", "k").expect("the object was written");
+        (upload.buffers_made(), object)
+    }
+
+    #[tokio::test]
+    async fn part_buffers_are_reused_once_the_store_has_let_go_of_them() {
+        let store = FakeStore::new().with_min_part_size(1);
+        let (made, object) = write_in_parts(&store, 12, 1000).await;
+        let mut expected: Vec<u8> = (0..12u8).flat_map(|i| vec![i; 1000]).collect();
+        expected.extend_from_slice(b"tail");
+        assert_eq!(
+            object, expected,
+            "the parts' bytes, in order, not a reused buffer's"
+        );
+        // One being filled, at most two uploading: 12 parts in 3 buffers, not 13.
+        assert!(made <= 3, "{made} buffers made for 12 parts");
+    }
 
     const MIB: u64 = 1024 * 1024;
     const GIB: u64 = 1024 * MIB;

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use parquet::basic::{
-    Compression, ConvertedType, LogicalType, Repetition, TimeUnit, Type as PhysicalType,
+    Compression, ConvertedType, Encoding, LogicalType, Repetition, TimeUnit, Type as PhysicalType,
 };
 use parquet::file::properties::ReaderProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -226,6 +226,13 @@ fn snappy_is_kept_where_it_saves_space() {
     ]
     .map(|(c, codec)| (c.to_owned(), codec));
     assert_eq!(codecs(&clean), want);
+    // The repeated instant is a one-entry dictionary; the distinct ones stay PLAIN.
+    let dictionary = |column: usize| {
+        reader(&clean).metadata().row_groups()[0].columns()[column]
+            .encodings()
+            .any(|e| e == Encoding::RLE_DICTIONARY)
+    };
+    assert_eq!((dictionary(3), dictionary(4)), (false, true));
     // And the values read back whatever the codec.
     let rows = rows(&clean);
     assert_eq!(rows.len(), 20_000);

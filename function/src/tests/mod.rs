@@ -1120,8 +1120,9 @@ async fn a_fault_at_each_call_fails_the_invocation_and_a_rerun_matches_a_clean_r
 
 #[tokio::test]
 async fn large_object_goes_multipart_and_equals_single_shot_processing() {
-    // ~30 MB; default 5 MiB parts, S3's 5 MiB minimum enforced by the fake.
-    let input = generate(360_000, 10);
+    // ~40 MB, so the clean Parquet file is well past one part too; default 5 MiB parts, S3's
+    // 5 MiB minimum enforced by the fake.
+    let input = generate(480_000, 10);
     assert!(input.len() > 28_000_000, "{}", input.len());
     let store = FakeStore::new();
     store.insert(INGEST, "big.csv", input.clone());

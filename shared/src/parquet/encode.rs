@@ -7,14 +7,17 @@
 //! said):
 //!
 //! - PLAIN values; a data page ends at 1 MiB of values or 20,000 values.
-//! - Dictionary columns (`name`, `reasons`) get a PLAIN dictionary page and `RLE_DICTIONARY`
-//!   data pages (a bit width byte, then bit-packed runs), but only where it pays (new): a chunk
-//!   falls back to PLAIN when its dictionary passes 1 MiB, when more than half of its first
-//!   1,024 or more values are distinct, or when dictionary plus indices are not smaller than
-//!   PLAIN.
-//! - Snappy, per column chunk, unless Snappy does not save 1/32 of the first 16 KiB of the
-//!   chunk's first page (new): such a chunk (nearly unique instants, typically) is stored
-//!   `UNCOMPRESSED`, which every reader takes, rather than paying to compress it for nothing.
+//! - Dictionary columns (`name`, `reasons`, and the parsed instants `create_ts`, `update_ts`)
+//!   get a PLAIN dictionary page and `RLE_DICTIONARY` data pages (a bit width byte, then
+//!   bit-packed runs), but only where it pays (new): a chunk falls back to PLAIN when its
+//!   dictionary passes 1 MiB, when more than half of its first 1,024 or more values are
+//!   distinct, or when dictionary plus indices are not smaller than PLAIN. (Dictionary-encoded
+//!   `INT64` instants are what pyarrow and parquet-mr write by default.)
+//! - Snappy, per column chunk, unless Snappy would not save 1/32 of the chunk (new), judged on
+//!   the first 16 KiB of its first page, or for a dictionary chunk on those of its dictionary
+//!   and of its first data page, each counted for its share of the chunk. Such a chunk (nearly
+//!   unique instants, the indices of a few distinct instants) is stored `UNCOMPRESSED`, which
+//!   every reader takes, rather than paying to compress it for nothing.
 //! - Statistics: `min_value`/`max_value` (and the deprecated `min`/`max` for `INT64`, whose
 //!   order is the same), `null_count` 0; a string statistic longer than 64 bytes is left out
 //!   (min and max both) rather than truncated.
@@ -60,7 +63,8 @@ pub enum Kind {
     Text {
         dictionary: bool,
     },
-    /// Microseconds since the epoch, UTC.
+    /// Microseconds since the epoch, UTC; dictionary-encoded where instants repeat (a batch's
+    /// one `update_ts`, say), which also spares Snappy 8 bytes a value.
     Timestamp,
     Int64,
 }
@@ -185,11 +189,15 @@ impl Statistics {
     fn of_ints(values: &[i64]) -> Option<Statistics> {
         let min = values.iter().min()?;
         let max = values.iter().max()?;
-        Some(Statistics {
+        Some(Statistics::of_int_bounds(*min, *max))
+    }
+
+    fn of_int_bounds(min: i64, max: i64) -> Statistics {
+        Statistics {
             min: min.to_le_bytes().to_vec(),
             max: max.to_le_bytes().to_vec(),
             legacy: true,
-        })
+        }
     }
 
     /// The statistics of a chunk from those of its pages (None if any page has none).
@@ -245,7 +253,7 @@ pub struct ChunkMeta {
     /// The data pages, in order (not the dictionary page).
     pages: Vec<PageEntry>,
     statistics: Option<Statistics>,
-    /// Snappy, unless the probe of the first page found the values incompressible.
+    /// Snappy, unless the probe of the first pages found the values incompressible.
     snappy: Option<bool>,
     /// Where the page index entries of this chunk are: (offset, length).
     column_index: Option<(i64, i32)>,
@@ -310,6 +318,11 @@ pub struct Scratch {
     indices: Vec<u32>,
     /// Dictionary entries in first-seen order: the (start, end) of their bytes in `data`.
     entries: Vec<(usize, usize)>,
+    /// The same for an integer column: the values.
+    int_entries: Vec<i64>,
+    /// A dictionary chunk's data page being written (the first one built early, to choose the
+    /// codec on).
+    index_page: Vec<u8>,
     /// Per dictionary entry, the last page (numbered from 1) that used it.
     seen: Vec<u32>,
     slots: Slots,
@@ -367,55 +380,40 @@ pub fn write_chunk(
             let dictionary = matches!(spec.kind, Kind::Text { dictionary: true })
                 && build_dictionary(data, ends, scratch);
             if dictionary {
-                meta.dictionary = true;
                 scratch.page.clear();
                 for &(s, e) in &scratch.entries {
                     // The entry with its length prefix: its PLAIN bytes.
                     scratch.page.extend_from_slice(&data[s - 4..e]);
                 }
-                let entries = scratch.entries.len();
-                let sizes = scratch.pages.write(
-                    out,
-                    &scratch.page,
-                    &mut meta.snappy,
-                    PageKind::Dictionary { entries },
-                    None,
-                )?;
-                meta.uncompressed += sizes.0;
-                meta.compressed += sizes.1;
-                meta.data_page_offset = file_offset(out);
-                let width = bit_width(entries);
-                let indices = std::mem::take(&mut scratch.indices);
+                let entries = std::mem::take(&mut scratch.entries);
                 // Page statistics from the entries a page uses, each looked at once.
-                scratch.seen.clear();
-                scratch.seen.resize(entries, 0);
-                for (page_number, page) in indices.chunks(PAGE_VALUES).enumerate() {
-                    let stamp = page_number as u32 + 1;
+                let mut seen = std::mem::take(&mut scratch.seen);
+                seen.clear();
+                seen.resize(entries.len(), 0);
+                let mut stamp = 0;
+                let page_bounds = |_: usize, page: &[u32]| {
+                    stamp += 1;
                     let mut bounds = TextBounds::default();
                     for &i in page {
                         let i = i as usize;
-                        if scratch.seen[i] != stamp {
-                            scratch.seen[i] = stamp;
-                            let (s, e) = scratch.entries[i];
+                        if seen[i] != stamp {
+                            seen[i] = stamp;
+                            let (s, e) = entries[i];
                             bounds.add(data, s, e);
                         }
                     }
-                    scratch.page.clear();
-                    scratch.page.push(width);
-                    bit_pack(&mut scratch.page, page, width);
-                    let statistics = bounds.statistics(data);
-                    let page_values = (page.len(), RLE_DICTIONARY);
-                    let body = &scratch.page;
-                    meta.data_page(
-                        out,
-                        offset,
-                        &mut scratch.pages,
-                        body,
-                        page_values,
-                        statistics,
-                    )?;
-                }
-                scratch.indices = indices;
+                    bounds.statistics(data)
+                };
+                let written = write_dictionary_pages(
+                    out,
+                    offset,
+                    &mut meta,
+                    scratch,
+                    entries.len(),
+                    page_bounds,
+                );
+                (scratch.entries, scratch.seen) = (entries, seen);
+                written?;
             } else {
                 // The values are PLAIN already: each page is a slice of them.
                 let (mut i, mut end) = (0, 0);
@@ -441,6 +439,19 @@ pub fn write_chunk(
                     )?;
                 }
             }
+        }
+        Values::Int64(ints)
+            if spec.kind == Kind::Timestamp && build_int_dictionary(ints, scratch) =>
+        {
+            scratch.page.clear();
+            for v in &scratch.int_entries {
+                scratch.page.extend_from_slice(&v.to_le_bytes());
+            }
+            let entries = scratch.int_entries.len();
+            // A page's bounds from its values themselves: cheaper than through its indices.
+            let page_bounds =
+                |first: usize, page: &[u32]| Statistics::of_ints(&ints[first..first + page.len()]);
+            write_dictionary_pages(out, offset, &mut meta, scratch, entries, page_bounds)?;
         }
         Values::Int64(ints) => {
             // 8 bytes a value: the row limit ends a page long before 1 MiB.
@@ -469,6 +480,68 @@ pub fn write_chunk(
     Ok(meta)
 }
 
+/// Writes a dictionary chunk's pages: the dictionary (its PLAIN body in `scratch.page`, of
+/// `entries` values), then `scratch.indices` as `RLE_DICTIONARY` data pages, each with the
+/// statistics `page_bounds(first value, its indices)` gives.
+fn write_dictionary_pages(
+    out: &mut Vec<u8>,
+    offset: u64,
+    meta: &mut ChunkMeta,
+    scratch: &mut Scratch,
+    entries: usize,
+    mut page_bounds: impl FnMut(usize, &[u32]) -> Option<Statistics>,
+) -> Result<(), String> {
+    meta.dictionary = true;
+    let width = bit_width(entries);
+    let indices = std::mem::take(&mut scratch.indices);
+    let pack = |body: &mut Vec<u8>, page: &[u32]| {
+        body.clear();
+        body.push(width);
+        bit_pack(body, page, width);
+    };
+    // The first data page, built before the dictionary page is written: the codec is chosen
+    // on both, since a dictionary's entries (names) may compress where its indices do not, or
+    // (instants) the other way round.
+    pack(
+        &mut scratch.index_page,
+        &indices[..indices.len().min(PAGE_VALUES)],
+    );
+    let index_bytes = indices.len() * usize::from(width) / 8 + 1;
+    let samples = [
+        (&scratch.page[..], scratch.page.len()),
+        (&scratch.index_page[..], index_bytes),
+    ];
+    let result = scratch.pages.snappy_saves(&samples).and_then(|saves| {
+        meta.snappy = Some(saves);
+        let kind = PageKind::Dictionary { entries };
+        let sizes = scratch
+            .pages
+            .write(out, &scratch.page, &mut meta.snappy, kind, None)?;
+        meta.uncompressed += sizes.0;
+        meta.compressed += sizes.1;
+        meta.data_page_offset = offset as i64 + out.len() as i64;
+        for (page_number, page) in indices.chunks(PAGE_VALUES).enumerate() {
+            let statistics = page_bounds(page_number * PAGE_VALUES, page);
+            if page_number > 0 {
+                pack(&mut scratch.index_page, page);
+            }
+            let page_values = (page.len(), RLE_DICTIONARY);
+            let body = &scratch.index_page;
+            meta.data_page(
+                out,
+                offset,
+                &mut scratch.pages,
+                body,
+                page_values,
+                statistics,
+            )?;
+        }
+        Ok(())
+    });
+    scratch.indices = indices;
+    result
+}
+
 /// FxHash over whole words, with the length: the dictionary's keys are short strings from our
 /// own rows (a colliding adversary could only make a chunk slower, not wrong).
 #[inline(always)]
@@ -479,6 +552,13 @@ fn hash_value(value: &[u8]) -> u64 {
         h = (h.rotate_left(5) ^ word).wrapping_mul(K);
     }
     // The high bits are the best mixed: they pick the slot.
+    h ^ (h >> 29)
+}
+
+/// The same mix for one integer.
+#[inline(always)]
+fn hash_int(value: i64) -> u64 {
+    let h = (value as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
     h ^ (h >> 29)
 }
 
@@ -515,7 +595,30 @@ impl Slots {
         entries: &mut Vec<(usize, usize)>,
     ) -> (u32, bool) {
         let value = &data[start..end];
-        let hash = hash_value(value);
+        let found = self.find_or_add(hash_value(value), |index| {
+            let (s, e) = entries[index];
+            same_bytes(&data[s..e], value)
+        });
+        if found.1 {
+            entries.push((start, end));
+        }
+        found
+    }
+
+    /// The index of `value` in `entries`, adding it when new: (index, was new).
+    #[inline(always)]
+    fn intern_int(&mut self, value: i64, entries: &mut Vec<i64>) -> (u32, bool) {
+        let found = self.find_or_add(hash_int(value), |index| entries[index] == value);
+        if found.1 {
+            entries.push(value);
+        }
+        found
+    }
+
+    /// The entry of this `hash` for which `is_it` holds, or the index of a new one (which the
+    /// caller then appends to its entries): (index, was new).
+    #[inline(always)]
+    fn find_or_add(&mut self, hash: u64, is_it: impl Fn(usize) -> bool) -> (u32, bool) {
         let mask = self.slots.len() - 1;
         let mut at = (hash as usize) & mask;
         loop {
@@ -524,17 +627,15 @@ impl Slots {
                 break;
             }
             let index = (slot - 1) as usize;
-            let (s, e) = entries[index];
-            if self.hashes[index] == hash && same_bytes(&data[s..e], value) {
+            if self.hashes[index] == hash && is_it(index) {
                 return (index as u32, false);
             }
             at = (at + 1) & mask;
         }
-        let index = entries.len() as u32;
-        entries.push((start, end));
+        let index = self.hashes.len() as u32;
         self.hashes.push(hash);
         self.slots[at] = index + 1;
-        if entries.len() * 2 > self.slots.len() {
+        if self.hashes.len() * 2 > self.slots.len() {
             self.grow();
         }
         (index, true)
@@ -581,6 +682,32 @@ fn build_dictionary(data: &[u8], ends: &[usize], scratch: &mut Scratch) -> bool 
     dictionary_bytes + index_bytes < plain_bytes
 }
 
+/// Builds an integer chunk's dictionary into `scratch.int_entries` and `scratch.indices`, by
+/// the same rules as a string chunk's (8 bytes an entry, as PLAIN).
+fn build_int_dictionary(values: &[i64], scratch: &mut Scratch) -> bool {
+    scratch.int_entries.clear();
+    scratch.indices.clear();
+    scratch.slots.reset();
+    // The last value and its index: instants come in runs (a batch's one `update_ts`).
+    let mut last: Option<(i64, u32)> = None;
+    for (seen, &value) in values.iter().enumerate() {
+        let index = match last {
+            Some((v, index)) if v == value => index,
+            _ => scratch.slots.intern_int(value, &mut scratch.int_entries).0,
+        };
+        last = Some((value, index));
+        scratch.indices.push(index);
+        if 8 * scratch.int_entries.len() > DICTIONARY_BYTES
+            || (seen + 1 >= DICTIONARY_PROBE && scratch.int_entries.len() * 2 > seen + 1)
+        {
+            return false;
+        }
+    }
+    let dictionary_bytes = 8 * scratch.int_entries.len();
+    let index_bytes = values.len() * usize::from(bit_width(scratch.int_entries.len())) / 8 + 1;
+    dictionary_bytes + index_bytes < 8 * values.len()
+}
+
 /// Bits per dictionary index (at least 1, for readers that do not take 0).
 fn bit_width(entries: usize) -> u8 {
     let max = entries.saturating_sub(1) as u64;
@@ -590,20 +717,46 @@ fn bit_width(entries: usize) -> u8 {
 /// Appends `indices` as bit-packed runs of the RLE/bit-packing hybrid (the last group padded
 /// with zeros; readers stop at the page's value count).
 fn bit_pack(out: &mut Vec<u8>, indices: &[u32], width: u8) {
-    let width = u32::from(width);
     for run in indices.chunks(8 * GROUPS_PER_RUN) {
         let groups = run.len().div_ceil(8);
         out.push(((groups as u8) << 1) | 1);
-        let mut acc: u64 = 0;
-        let mut bits = 0;
-        for i in 0..groups * 8 {
-            acc |= u64::from(run.get(i).copied().unwrap_or(0)) << bits;
-            bits += width;
-            while bits >= 8 {
-                out.push(acc as u8);
-                acc >>= 8;
-                bits -= 8;
-            }
+        let mut eights = run.chunks_exact(8);
+        for group in &mut eights {
+            let mut eight = [0u32; 8];
+            eight.copy_from_slice(group);
+            pack_eight(out, eight, width);
+        }
+        let rest = eights.remainder();
+        if !rest.is_empty() {
+            let mut eight = [0u32; 8];
+            eight[..rest.len()].copy_from_slice(rest);
+            pack_eight(out, eight, width);
+        }
+    }
+}
+
+/// Eight values of `width` bits as `width` bytes, the first value in the lowest bits.
+#[inline(always)]
+fn pack_eight(out: &mut Vec<u8>, eight: [u32; 8], width: u8) {
+    let w = usize::from(width);
+    if w <= 16 {
+        // All eight in one 128-bit word (dictionaries of up to 65,536 entries).
+        let mut acc: u128 = 0;
+        for (j, &v) in eight.iter().enumerate() {
+            acc |= u128::from(v) << (j * w);
+        }
+        out.extend_from_slice(&acc.to_le_bytes()[..w]);
+        return;
+    }
+    let mut acc: u64 = 0;
+    let mut bits = 0;
+    for v in eight {
+        acc |= u64::from(v) << bits;
+        bits += w;
+        while bits >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            bits -= 8;
         }
     }
 }
@@ -619,6 +772,36 @@ fn page_i32(n: usize, what: &str) -> Result<i32, String> {
 }
 
 impl PageWriter {
+    /// Snappy of `body` into `self.compressed`: its length.
+    fn compress(&mut self, body: &[u8]) -> Result<usize, String> {
+        let max = snap::raw::max_compress_len(body.len());
+        if self.compressed.len() < max {
+            self.compressed.resize(max, 0);
+        }
+        self.snappy
+            .compress(body, &mut self.compressed)
+            .map_err(|e| format!("snappy: {e}"))
+    }
+
+    /// Whether a chunk is worth compressing, from samples of its pages: `(body, bytes)` is a
+    /// page standing for `bytes` of the chunk. Snappy must save at least 1/32 of the chunk, as
+    /// judged on the first `PROBE_BYTES` of each sample, else the chunk is stored as is (nearly
+    /// unique 8-byte instants, or the indices of a small dictionary, come out of it no smaller).
+    fn snappy_saves(&mut self, samples: &[(&[u8], usize)]) -> Result<bool, String> {
+        // Bytes saved (or, negative, added) over the chunk, and its bytes, both times 32.
+        let (mut saved, mut total) = (0i128, 0i128);
+        for &(body, bytes) in samples {
+            let probe = &body[..body.len().min(PROBE_BYTES)];
+            if !probe.is_empty() {
+                let compressed = self.compress(probe)? as i128;
+                let length = probe.len() as i128;
+                saved += 32 * (length - compressed) * bytes as i128 / length;
+            }
+            total += bytes as i128;
+        }
+        Ok(saved > total)
+    }
+
     /// Compresses `body` and appends header and page to `out`; returns the sizes the footer
     /// counts (uncompressed, compressed), headers included.
     fn write(
@@ -629,28 +812,15 @@ impl PageWriter {
         kind: PageKind,
         statistics: Option<&Statistics>,
     ) -> Result<(i64, i64), String> {
-        let max = snap::raw::max_compress_len(body.len());
-        if self.compressed.len() < max {
-            self.compressed.resize(max, 0);
-        }
-        let mut compress = |input: &[u8]| {
-            self.snappy
-                .compress(input, &mut self.compressed)
-                .map_err(|e| format!("snappy: {e}"))
-        };
         let use_snappy = match *snappy {
             Some(decided) => decided,
             None => {
-                // Snappy must save at least 1/32 of the probe, else the chunk is stored as is:
-                // nearly unique 8-byte instants, for one, come out of it no smaller.
-                let probe = &body[..body.len().min(PROBE_BYTES)];
-                let saves = compress(probe)? * 32 < probe.len() * 31;
-                *snappy = Some(saves);
-                saves
+                let sample = &body[..body.len().min(PROBE_BYTES)];
+                *snappy.insert(self.snappy_saves(&[(sample, sample.len())])?)
             }
         };
         let (stored, compressed): (&[u8], usize) = if use_snappy {
-            let n = compress(body)?;
+            let n = self.compress(body)?;
             (&self.compressed[..n], n)
         } else {
             (body, body.len())
@@ -925,6 +1095,34 @@ mod tests {
         assert_eq!((out[0], out[64]), ((63 << 1) | 1, (1 << 1) | 1));
     }
 
+    #[test]
+    fn bit_packing_agrees_with_a_bit_by_bit_reading_at_every_width() {
+        for width in 1..=20u8 {
+            for len in [0, 1, 7, 8, 9, 15, 16, 17, 503, 504, 505, 1100] {
+                let values: Vec<u32> = (0..len as u32)
+                    .map(|i| i.wrapping_mul(2_654_435_761) >> (32 - width))
+                    .collect();
+                let mut got = Vec::new();
+                bit_pack(&mut got, &values, width);
+                // Runs of up to 63 groups of 8, each value's bits lowest first, zero padded.
+                let mut want = Vec::new();
+                for run in values.chunks(8 * GROUPS_PER_RUN) {
+                    let groups = run.len().div_ceil(8);
+                    want.push(((groups as u8) << 1) | 1);
+                    let mut bits: Vec<bool> = Vec::new();
+                    for i in 0..groups * 8 {
+                        let v = run.get(i).copied().unwrap_or(0);
+                        bits.extend((0..width).map(|b| v >> b & 1 == 1));
+                    }
+                    for byte in bits.chunks(8) {
+                        want.push(byte.iter().rev().fold(0, |acc, &b| acc << 1 | u8::from(b)));
+                    }
+                }
+                assert_eq!(got, want, "width {width}, {len} values");
+            }
+        }
+    }
+
     /// `values` as a gathered column: PLAIN, back to back.
     fn text_values(values: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
         let mut data = Vec::new();
@@ -961,6 +1159,37 @@ mod tests {
                 assert_eq!(scratch.indices.len(), values.len(), "{what}");
                 let (s, e) = scratch.entries[scratch.indices[1234] as usize];
                 assert_eq!(&data[s..e], values[1234].as_bytes(), "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn instant_dictionaries_are_kept_only_where_they_pay() {
+        let day = 86_400_000_000i64;
+        let repeated: Vec<i64> = (0..5000).map(|i| (i % 28) * day - 7).collect();
+        // Runs of one instant, coming back after others.
+        let runs: Vec<i64> = (0..5000)
+            .map(|i| [day, day, day + 1, day][i / 7 % 4])
+            .collect();
+        let unique: Vec<i64> = (0..5000).map(|i| i * 1_000_003).collect();
+        let cases: [(&str, &[i64], Option<usize>); 4] = [
+            ("28 days over 5,000 rows", &repeated, Some(28)),
+            ("runs of two instants", &runs, Some(2)),
+            ("every instant distinct", &unique, None),
+            ("one instant, once", &[42], None),
+        ];
+        for (what, values, kept) in cases {
+            let mut scratch = Scratch::default();
+            let built = build_int_dictionary(values, &mut scratch);
+            assert_eq!(built, kept.is_some(), "{what}");
+            if let Some(entries) = kept {
+                assert_eq!(scratch.int_entries.len(), entries, "{what}");
+                let got: Vec<i64> = scratch
+                    .indices
+                    .iter()
+                    .map(|&i| scratch.int_entries[i as usize])
+                    .collect();
+                assert_eq!(got, values, "{what}");
             }
         }
     }

@@ -18,7 +18,8 @@
 //!
 //! The file format is written here (`encode`, `thrift`), not by a general Parquet writer: Format
 //! 1.0 data pages of PLAIN values, Snappy per column chunk where it saves space, statistics
-//! per page and per chunk, dictionary encoding for `name` and `reasons` where it pays (see
+//! per page and per chunk, dictionary encoding for `name`, `reasons` and the clean file's
+//! instants where it pays (see
 //! `encode` for each choice). The tests read every file back with the `parquet` crate's reader.
 //! Gathering (`RowGroups`) and encoding (`TableEncoder`) are separate so `deployer check` can
 //! run them on two threads; `ParquetOutputs` runs both on the caller's.
@@ -380,7 +381,9 @@ const REJECTED_SCHEMA: [ColumnSpec; 7] = [
 ];
 
 /// A string column; `dictionary` where values repeat (names, reason lists): ids, emails and
-/// instants are nearly unique, and a dictionary would only be built to be dropped.
+/// the rejected file's original instants are nearly unique, and a dictionary would only be
+/// built to be dropped. (Parsed instants, `Kind::Timestamp`, always try one: a batch's rows
+/// often share them, and trying costs only the first 1,024 values of a chunk.)
 const fn text_spec(name: &'static str, dictionary: bool) -> ColumnSpec {
     ColumnSpec {
         name,

@@ -24,7 +24,9 @@ setup: $(VENV)/.pins
 
 $(VENV)/.pins: Makefile
 	@test -x $(VENV)/bin/pip || python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PIP_PINS)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PIP_PINS) \
+	  || { echo "setup: pip install failed (a download can arrive damaged: pip checks each wheel's hash); retrying once" >&2; \
+	       $(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir $(PIP_PINS); }
 	@echo "$(PIP_PINS)" > $@
 
 ## The arm64 artifact runs on this x86_64 machine under qemu-user (Debian's qemu-user-static and

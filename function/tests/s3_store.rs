@@ -14,6 +14,7 @@ use bytes::Bytes;
 use function::copy::CopyConfig;
 use function::metrics::MetricsSink;
 use function::s3::S3Store;
+use function::upload::OutputUpload;
 use function::{
     Condition, Config, FailedEvents, Handler, Invocation, ObjectStore, Operation, Pin, QueueError,
     Source, UploadConfig, WriteOptions,
@@ -455,4 +456,41 @@ async fn versions_preconditions_and_part_copies_against_the_emulator() {
         .await
         .expect("the upload stayed open after the 412 and completes now");
     assert_eq!(read(&client, &refined, "o.csv").await, b"version");
+}
+
+/// The SDK lets go of a part's bytes by the time `UploadPart` returns, so the handler's part
+/// buffers are reused against real S3 as they are against the fake store.
+#[tokio::test]
+#[ignore = "needs an S3 endpoint in AWS_ENDPOINT_URL (ministack)"]
+async fn part_buffers_are_reused_over_the_sdk() {
+    let store = S3Store::from_env().await;
+    let client = client().await;
+    let (_, _, refined) = buckets(&client, "reuse").await;
+    let part = UploadConfig::default().part_size;
+    let config = UploadConfig {
+        part_size: part,
+        max_parts_in_flight: 2,
+        max_parts: 10_000,
+    };
+    let options = WriteOptions::default();
+    let mut upload = OutputUpload::new(store, &refined, "k", config, part, options);
+    let mut buffer = upload.new_buffer();
+    let mut want = Vec::new();
+    for i in 0..6u8 {
+        buffer.resize(part, i);
+        want.extend_from_slice(&buffer);
+        upload.offer(&mut buffer).await.expect("offer");
+    }
+    upload.prepare(buffer, b"").await.expect("prepare");
+    upload.commit(&Condition::None).await.expect("commit");
+    assert!(
+        read(&client, &refined, "k").await == want,
+        "the parts' bytes, in order"
+    );
+    // One filling and two uploading at most: six parts in three buffers.
+    assert!(
+        upload.buffers_made() <= 3,
+        "{} buffers for 6 parts",
+        upload.buffers_made()
+    );
 }

@@ -179,8 +179,8 @@ where
     }
 
     /// Records a finished part and keeps its buffer for reuse when nothing else holds it (a
-    /// store that keeps the bytes, like the fake one, or an SDK still holding a clone, just
-    /// means a fresh buffer next time).
+    /// store that kept the bytes, or an SDK still holding a clone, just means a fresh buffer
+    /// next time).
     fn finished(&mut self, sent: SentPart) {
         if let Some(mp) = self.multipart.as_mut() {
             mp.done.push(sent.part);
@@ -207,7 +207,9 @@ where
         if buffer.len() < self.part_size {
             return Ok(());
         }
-        // Room first, so the buffer of the part that made room is the one taken next.
+        // The part limit first (a bug in the part sizing, reported as such rather than after a
+        // wait), then room, so the buffer of the part that made room is the one taken next.
+        self.check_part_limit()?;
         self.wait_for_room().await?;
         let part = std::mem::replace(buffer, self.new_buffer());
         self.send_part(Bytes::from(part)).await
@@ -325,6 +327,23 @@ where
         }
     }
 
+    /// S3's limit on the parts of one upload, checked before a part is started.
+    fn check_part_limit(&self) -> Result<(), StoreError> {
+        match &self.multipart {
+            Some(mp) if mp.next_part > self.max_parts => Err(StoreError::refused(
+                Operation::UploadPart,
+                &self.bucket,
+                &self.key,
+                "TooManyParts",
+                format!(
+                    "the output needs more than {} parts of {} bytes (S3's limit); this is a bug in the part sizing",
+                    self.max_parts, self.part_size
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Bounded overlap: waits for the oldest parts until one more may start.
     async fn wait_for_room(&mut self) -> Result<(), StoreError> {
         while self
@@ -362,21 +381,10 @@ where
             });
         }
         self.wait_for_room().await?;
+        self.check_part_limit()?;
         let Some(mp) = self.multipart.as_mut() else {
             return Ok(());
         };
-        if mp.next_part > self.max_parts {
-            return Err(StoreError::refused(
-                Operation::UploadPart,
-                &self.bucket,
-                &self.key,
-                "TooManyParts",
-                format!(
-                    "the output needs more than {} parts of {} bytes (S3's limit); this is a bug in the part sizing",
-                    self.max_parts, self.part_size
-                ),
-            ));
-        }
         let part_number = mp.next_part;
         mp.next_part += 1;
         self.size += body.len() as u64;

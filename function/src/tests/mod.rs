@@ -1171,6 +1171,10 @@ async fn large_object_goes_multipart_and_equals_single_shot_processing() {
     .into_iter()
     .filter(|&len| len >= part_size)
     .count();
+    assert!(
+        pq_clean.len() >= part_size,
+        "the clean Parquet file outgrew a part too"
+    );
     assert!(outgrown >= 2, "{outgrown}");
     assert_eq!(store.calls(Operation::CompleteMultipartUpload), outgrown);
     assert!(

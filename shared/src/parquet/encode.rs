@@ -1097,7 +1097,7 @@ mod tests {
 
     #[test]
     fn bit_packing_agrees_with_a_bit_by_bit_reading_at_every_width() {
-        for width in 1..=20u8 {
+        for width in 1..=32u8 {
             for len in [0, 1, 7, 8, 9, 15, 16, 17, 503, 504, 505, 1100] {
                 let values: Vec<u32> = (0..len as u32)
                     .map(|i| i.wrapping_mul(2_654_435_761) >> (32 - width))

@@ -435,6 +435,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_part_past_the_limit_is_refused_before_it_is_sent() {
+        let store = FakeStore::new().with_min_part_size(1);
+        let config = UploadConfig {
+            part_size: 100,
+            max_parts_in_flight: 2,
+            max_parts: 3,
+        };
+        let options = WriteOptions::default();
+        let mut upload = OutputUpload::new(store.clone(), "out", "k", config, 100, options);
+        let mut buffer = upload.new_buffer();
+        for _ in 0..3 {
+            buffer.resize(100, b'x');
+            upload.offer(&mut buffer).await.expect("within the limit");
+        }
+        buffer.resize(100, b'x');
+        let err = upload.offer(&mut buffer).await.expect_err("a fourth part");
+        assert_eq!(err.code.as_deref(), Some("TooManyParts"), "{err}");
+        assert!(!err.retryable, "a sizing bug, not a transient failure");
+        assert_eq!(upload.size(), 300, "the fourth part was not started");
+    }
+
+    #[tokio::test]
     async fn part_buffers_are_reused_once_the_store_has_let_go_of_them() {
         let store = FakeStore::new().with_min_part_size(1);
         let (made, object) = write_in_parts(&store, 12, 1000).await;

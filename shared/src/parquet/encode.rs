@@ -506,10 +506,9 @@ fn write_dictionary_pages(
         &mut scratch.index_page,
         &indices[..indices.len().min(PAGE_VALUES)],
     );
-    let index_bytes = indices.len() * usize::from(width) / 8 + 1;
     let samples = [
         (&scratch.page[..], scratch.page.len()),
-        (&scratch.index_page[..], index_bytes),
+        (&scratch.index_page[..], index_bytes(indices.len(), entries)),
     ];
     let result = scratch.pages.snappy_saves(&samples).and_then(|saves| {
         meta.snappy = Some(saves);
@@ -671,15 +670,35 @@ fn build_dictionary(data: &[u8], ends: &[usize], scratch: &mut Scratch) -> bool 
         }
         scratch.indices.push(index);
         start = end + 4;
-        if dictionary_bytes > DICTIONARY_BYTES
-            || (seen + 1 >= DICTIONARY_PROBE && scratch.entries.len() * 2 > seen + 1)
-        {
+        if dictionary_abandoned(dictionary_bytes, scratch.entries.len(), seen + 1) {
             return false;
         }
     }
-    let plain_bytes = data.len();
-    let index_bytes = ends.len() * usize::from(bit_width(scratch.entries.len())) / 8 + 1;
-    dictionary_bytes + index_bytes < plain_bytes
+    dictionary_pays(
+        dictionary_bytes,
+        scratch.entries.len(),
+        ends.len(),
+        data.len(),
+    )
+}
+
+/// Whether a dictionary of `entries` entries (`bytes` of PLAIN values) built over the first
+/// `seen` values of a chunk is given up: past `DICTIONARY_BYTES`, or more than half distinct
+/// once `DICTIONARY_PROBE` values have been seen.
+#[inline(always)]
+fn dictionary_abandoned(bytes: usize, entries: usize, seen: usize) -> bool {
+    bytes > DICTIONARY_BYTES || (seen >= DICTIONARY_PROBE && entries * 2 > seen)
+}
+
+/// Whether a finished dictionary (`bytes` of entries) plus the indices of `values` values is
+/// smaller than the chunk PLAIN (`plain_bytes`).
+fn dictionary_pays(bytes: usize, entries: usize, values: usize, plain_bytes: usize) -> bool {
+    bytes + index_bytes(values, entries) < plain_bytes
+}
+
+/// About the bytes of `values` dictionary indices into `entries` entries, bit-packed.
+fn index_bytes(values: usize, entries: usize) -> usize {
+    values * usize::from(bit_width(entries)) / 8 + 1
 }
 
 /// Builds an integer chunk's dictionary into `scratch.int_entries` and `scratch.indices`, by
@@ -697,15 +716,13 @@ fn build_int_dictionary(values: &[i64], scratch: &mut Scratch) -> bool {
         };
         last = Some((value, index));
         scratch.indices.push(index);
-        if 8 * scratch.int_entries.len() > DICTIONARY_BYTES
-            || (seen + 1 >= DICTIONARY_PROBE && scratch.int_entries.len() * 2 > seen + 1)
-        {
+        let entries = scratch.int_entries.len();
+        if dictionary_abandoned(8 * entries, entries, seen + 1) {
             return false;
         }
     }
-    let dictionary_bytes = 8 * scratch.int_entries.len();
-    let index_bytes = values.len() * usize::from(bit_width(scratch.int_entries.len())) / 8 + 1;
-    dictionary_bytes + index_bytes < 8 * values.len()
+    let entries = scratch.int_entries.len();
+    dictionary_pays(8 * entries, entries, values.len(), 8 * values.len())
 }
 
 /// Bits per dictionary index (at least 1, for readers that do not take 0).

@@ -4,7 +4,7 @@
 #   scripts/bench.sh deploy     fresh `up`, `plan`, no-op `up`, `down --purge` against ministack: time, peak RSS
 #   scripts/bench.sh pipeline   a 1M-row file through the local pipeline: upload start → both outputs, function peak RSS
 #   scripts/bench.sh function   the real handler over a generated 1 GiB object (30 ms per upload call): peak RSS, throughput
-#   scripts/bench.sh budget     the handler's CPU seconds per GiB (in-memory input and store, no latency): shared::budget's source
+#   scripts/bench.sh budget     the handler's CPU seconds per GiB (in-memory input and store, no latency), also with arm64's code paths: shared::budget's source
 #   scripts/bench.sh bigfile    a 20M-row (~1.8 GB) file through the local pipeline as shipped: first attempt, time, function peak RSS
 #   scripts/bench.sh            check, deploy, pipeline, function, budget (bigfile only when asked: ~3 min, several GB of RAM)
 #   BENCH_PEERS=1 scripts/bench.sh check   also the same job in polars and DuckDB (scripts/peers.sh, installs them in .venv)
@@ -163,6 +163,16 @@ bench_budget() {
   for parquet in on off; do
     for i in 1 2 3; do
       echo "users-6m.csv, parquet $parquet, run $i: $(target/release/examples/flat_memory --latency-ms 0 --parquet "$parquet" --input "$DATA/users-6m.csv" | grep '^cpu')"
+    done
+  done
+  # The code paths the arm64 function runs (SWAR splitter, byte-loop emails: no SSE2), built
+  # apart (the flag rebuilds every crate): what shared::budget's figures come from.
+  echo "== budget, arm64's code paths (RUSTFLAGS=--cfg csv_ingest_portable, target/portable)"
+  RUSTFLAGS="--cfg csv_ingest_portable" CARGO_TARGET_DIR=target/portable \
+    cargo build -q --release -p function --example flat_memory
+  for parquet in on off; do
+    for i in 1 2 3; do
+      echo "users-6m.csv, arm64 paths, parquet $parquet, run $i: $(target/portable/release/examples/flat_memory --latency-ms 0 --parquet "$parquet" --input "$DATA/users-6m.csv" | grep '^cpu')"
     done
   done
 }

@@ -13,15 +13,19 @@ pub const FULL_VCPU_MEMORY_MB: u32 = 1769;
 /// Bytes of input the function's processing path handles per CPU-second, with Parquet outputs
 /// on. Derived from the lowest figure `scripts/bench.sh budget` has measured (the real handler
 /// over an in-memory store, no latency, CPU seconds of the whole process: 104 MiB per
-/// CPU-second on this 2-core machine under load, 2026-12-01), times the speedup measured since
-/// side by side under a compile load on the benchmark file's rows (2026-12-02: 222 → 331 MiB
-/// per CPU-second, mean of 3, with our own Parquet writer: 1.49×), halved: 77. Halved because
-/// Lambda's vCPUs are not this machine's and arm64 runs the splitter's SWAR path rather than
-/// SSE2, and a refused file costs a redrive while a timed-out one costs three attempts.
+/// CPU-second on this 2-core machine under load, 2026-12-01, the code before the throughput
+/// work), times the speedup measured since with the code paths the arm64 function runs
+/// (`--cfg csv_ingest_portable`: no SSE2 splitter or email paths), side by side under a compile
+/// load on the benchmark file's rows (2026-12-03: 155.7 → 232.8 MiB per CPU-second, mean of
+/// 6: 1.50×), halved: 77. Halved because Lambda's vCPUs are not this machine's, and a refused
+/// file costs a redrive while a timed-out one costs three attempts.
 pub const BYTES_PER_CPU_SECOND_PARQUET: u64 = 77 * MIB;
 /// The same with Parquet outputs off (CSV only): 230 MiB per CPU-second measured under load,
-/// times 1.45 (492 → 711 MiB per CPU-second side by side, 2026-12-02), halved.
-pub const BYTES_PER_CPU_SECOND_CSV: u64 = 166 * MIB;
+/// times 1.32 (353.2 → 465.8 MiB per CPU-second side by side, arm64's code paths, 2026-12-03),
+/// halved. (x86_64 with its SSE2 paths measured 1.71× in the same runs, Parquet on and off:
+/// those paths are a larger share of the work without Parquet, which is why the figures come
+/// from the arm64 paths.)
+pub const BYTES_PER_CPU_SECOND_CSV: u64 = 151 * MIB;
 /// An assumed floor for S3's server-side copy (`CopyObject`, or `UploadPartCopy` parts in
 /// parallel above 5 GiB), in bytes per second. Not measurable here (the emulator copies in
 /// memory); AWS copies within a region at hundreds of MB/s.

@@ -68,7 +68,7 @@ pub(crate) struct Inspection {
 /// Checks `email` as it is, and notes what lowercasing would have to do.
 #[inline]
 pub(crate) fn inspect(email: &[u8]) -> Inspection {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(csv_ingest_portable)))]
     if let Some(seen) = fast::inspect(email) {
         return seen;
     }
@@ -166,7 +166,7 @@ fn valid_domain(domain: &[u8]) -> (bool, u8) {
 /// classified 16 bytes at a time (SSE2, part of every x86_64) into one bit per byte, the rule
 /// then checked on those bit masks. `None` for anything else (the byte loop decides); otherwise
 /// exactly the byte loop's `Inspection` (a test compares the two).
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(csv_ingest_portable)))]
 mod fast {
     use safe_arch::{
         cmp_eq_mask_i8_m128i as eq, load_unaligned_m128i, m128i, min_u8_m128i, move_mask_i8_m128i,
@@ -311,7 +311,7 @@ mod tests {
 
     /// The x86_64 fast path gives exactly the byte loop's verdicts: every string of up to 6
     /// bytes over its alphabet, and longer ones across the 16- and 32-byte lane ends.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(csv_ingest_portable)))]
     #[test]
     fn fast_path_agrees_with_the_byte_loop() {
         const ALPHABET: &[u8] = b"aZ0.-_+@";

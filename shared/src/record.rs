@@ -625,7 +625,7 @@ const BLOCK: usize = 64;
 /// Bit `i` of the result set exactly when `hit` marks byte `i` of `block` (`BLOCK` bytes):
 /// `hit` compares one 16-byte lane (SSE2, part of every x86_64) and a move-mask keeps one bit
 /// per byte.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(csv_ingest_portable)))]
 #[inline(always)]
 fn lane_bits(block: &[u8], hit: impl Fn(safe_arch::m128i) -> safe_arch::m128i) -> u64 {
     let mut mask = 0;
@@ -641,14 +641,14 @@ fn lane_bits(block: &[u8], hit: impl Fn(safe_arch::m128i) -> safe_arch::m128i) -
 }
 
 /// Lanes equal to `b`, byte by byte.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(csv_ingest_portable)))]
 #[inline(always)]
 fn eq_byte(v: safe_arch::m128i, b: u8) -> safe_arch::m128i {
     safe_arch::cmp_eq_mask_i8_m128i(v, safe_arch::set_splat_i8_m128i(b as i8))
 }
 
 /// Bit `i` set exactly when `block[i]` is `,`, `"`, `\r` or `\n` (`block` is `BLOCK` bytes).
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(csv_ingest_portable)))]
 #[inline(always)]
 fn special_mask(block: &[u8]) -> u64 {
     lane_bits(block, |v| {
@@ -657,7 +657,7 @@ fn special_mask(block: &[u8]) -> u64 {
 }
 
 /// Bit `i` set exactly when `block[i]` is `,`, `"`, `\r` or `\n`.
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(any(not(target_arch = "x86_64"), csv_ingest_portable))]
 #[inline(always)]
 fn special_mask(block: &[u8]) -> u64 {
     special_mask_swar(block)
@@ -666,7 +666,10 @@ fn special_mask(block: &[u8]) -> u64 {
 /// `special_mask` by SWAR over 8-byte words, each word's high bits packed into one byte by a
 /// multiply: what arm64 runs (tested on every target).
 #[inline(always)]
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[cfg_attr(
+    all(target_arch = "x86_64", not(csv_ingest_portable)),
+    allow(dead_code)
+)]
 fn special_mask_swar(block: &[u8]) -> u64 {
     let mut mask = 0;
     for (i, word) in block.chunks_exact(8).enumerate() {
@@ -680,7 +683,10 @@ fn special_mask_swar(block: &[u8]) -> u64 {
 
 /// The high bits of the 8 bytes of `w` (and no other bit set) as bits 0..8.
 #[inline(always)]
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[cfg_attr(
+    all(target_arch = "x86_64", not(csv_ingest_portable)),
+    allow(dead_code)
+)]
 fn pack_high_bits(w: u64) -> u64 {
     ((w >> 7).wrapping_mul(0x0002_0408_1020_4081) >> 49) & 0xff
 }
@@ -688,7 +694,7 @@ fn pack_high_bits(w: u64) -> u64 {
 /// The number of line breaks (`\r\n`, `\n` or a lone `\r`) in `bytes`, which follow a `\r` when
 /// `prev_cr`. Line numbers are physical, so this does not depend on quoting.
 pub fn count_line_breaks(bytes: &[u8], prev_cr: bool) -> u64 {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(csv_ingest_portable)))]
     {
         // 64 bytes at a time: every `\r` is a break, a `\n` unless a `\r` precedes it.
         let mut blocks = bytes.chunks_exact(BLOCK);
@@ -709,12 +715,12 @@ pub fn count_line_breaks(bytes: &[u8], prev_cr: bool) -> u64 {
         };
         n + count_line_breaks_scalar(rest, prev_cr)
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(any(not(target_arch = "x86_64"), csv_ingest_portable))]
     count_line_breaks_scalar(bytes, prev_cr)
 }
 
 /// Bit `i` of each mask: `block[i]` is `\r`, `\n` (`block` is `BLOCK` bytes).
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(csv_ingest_portable)))]
 #[inline(always)]
 fn line_end_masks(block: &[u8]) -> (u64, u64) {
     (
